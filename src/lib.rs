@@ -1,0 +1,19 @@
+//! gazette builds and sends a weekly email digest of a news site's top stories.
+//!
+//! The flow, one module per stage, data flowing forward:
+//! [`config`] → [`feed`] (fetch and parse) → [`store`] (SQLite) → [`rank`] (pick the
+//! week's stories) → [`render`] (HTML + text, once per issue) → [`digest`] (the
+//! `digests/<week>/` files) → [`message`] + [`send`] (one copy per subscriber, over
+//! SMTP, recorded in the ledger). [`app`] holds one function per command.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod digest;
+pub mod feed;
+pub mod message;
+pub mod rank;
+pub mod render;
+pub mod store;
+pub mod token;
+pub mod week;

@@ -1,0 +1,205 @@
+//! One subscriber's message. In: the issue rendered once, the [`Letterhead`] shared
+//! by every copy, the subscriber, the date and a Message-ID. Out: a lettre
+//! `Message`, multipart/alternative (text/plain, then text/html), with From, To,
+//! Subject, Date, Message-ID, List-Id, List-Unsubscribe and List-Unsubscribe-Post
+//! (RFC 8058), DKIM-signed when configured. Names and titles are untrusted: they go
+//! through lettre's header encoder after line breaks are removed, so they cannot
+//! add a header.
+
+use std::time::SystemTime;
+
+use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{Address, Message};
+
+use crate::config::Config;
+use crate::feed::clean_line;
+use crate::render::{personalize, Issue, Personal};
+use crate::token::Signer;
+use crate::week::IsoWeek;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("address {address:?}: {reason}")]
+    Address { address: String, reason: String },
+    #[error("building the message: {0}")]
+    Build(String),
+    #[error("DKIM key {path}: {reason}")]
+    DkimKey { path: String, reason: String },
+}
+
+/// What every copy of one issue shares.
+pub struct Letterhead {
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    pub subject: String,
+    pub list_id: String,
+    pub unsubscribe_base: String,
+    pub unsubscribe_mailto: Option<String>,
+    pub message_id_domain: String,
+    pub week: IsoWeek,
+    pub dkim: Option<DkimConfig>,
+}
+
+impl Letterhead {
+    pub fn new(config: &Config, week: IsoWeek, subject: &str) -> Result<Letterhead, MessageError> {
+        let n = &config.newsletter;
+        let dkim = match &config.smtp.dkim {
+            None => None,
+            Some(d) => {
+                let pem =
+                    std::fs::read_to_string(&d.key_file).map_err(|e| MessageError::DkimKey {
+                        path: d.key_file.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                let algorithm = if pem.contains("BEGIN RSA PRIVATE KEY") {
+                    DkimSigningAlgorithm::Rsa
+                } else {
+                    DkimSigningAlgorithm::Ed25519
+                };
+                let key = DkimSigningKey::new(pem.trim(), algorithm).map_err(|e| {
+                    MessageError::DkimKey {
+                        path: d.key_file.display().to_string(),
+                        reason: format!("{e} (an RSA key in PKCS#1 PEM, or a base64 Ed25519 key)"),
+                    }
+                })?;
+                Some(DkimConfig::default_config(
+                    d.selector.clone(),
+                    d.domain.clone(),
+                    key,
+                ))
+            }
+        };
+        Ok(Letterhead {
+            from: n.from.clone(),
+            reply_to: n.reply_to.clone(),
+            subject: clean_line(subject),
+            list_id: format!(
+                "{} <{}>",
+                clean_line(&n.name).replace(['<', '>', '"'], ""),
+                n.list_id
+            ),
+            unsubscribe_base: format!("{}u/", n.base_url),
+            unsubscribe_mailto: config.smtp.unsubscribe_mailto.clone(),
+            message_id_domain: n.from.email.domain().to_string(),
+            week,
+            dkim,
+        })
+    }
+
+    pub fn unsubscribe_url(&self, token: &str) -> String {
+        format!("{}{token}", self.unsubscribe_base)
+    }
+}
+
+/// Who one copy goes to.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+}
+
+/// A fresh Message-ID for one copy: `<week.subscriber.random@domain>`.
+pub fn new_message_id(head: &Letterhead, subscriber_id: i64) -> String {
+    format!(
+        "<{}.{}.{:016x}@{}>",
+        head.week,
+        subscriber_id,
+        fastrand::u64(..),
+        head.message_id_domain
+    )
+}
+
+fn raw_header(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+}
+
+/// Builds one subscriber's message. `test` marks a `--test` copy in the subject.
+pub fn build(
+    issue: &Issue,
+    head: &Letterhead,
+    signer: &Signer,
+    to: &Recipient,
+    date: SystemTime,
+    message_id: String,
+    test: bool,
+) -> Result<Message, MessageError> {
+    let address: Address = to
+        .email
+        .parse()
+        .map_err(|e: lettre::address::AddressError| MessageError::Address {
+            address: to.email.clone(),
+            reason: e.to_string(),
+        })?;
+    let name = to.name.as_deref().map(clean_line).filter(|n| !n.is_empty());
+    let token = signer.unsubscribe_token(to.id);
+    let unsubscribe_url = head.unsubscribe_url(&token);
+    let personal = Personal {
+        name: name.as_deref(),
+        unsubscribe_url: &unsubscribe_url,
+    };
+    let text = personalize(&issue.text, &personal, false);
+    let html = personalize(&issue.html, &personal, true);
+    let subject = if test {
+        format!("[TEST] {}", head.subject)
+    } else {
+        head.subject.clone()
+    };
+    let mut list_unsubscribe = format!("<{unsubscribe_url}>");
+    if let Some(mailto) = &head.unsubscribe_mailto {
+        list_unsubscribe += &format!(", <mailto:{mailto}?subject=unsubscribe%20{token}>");
+    }
+    let mut builder = Message::builder()
+        .from(head.from.clone())
+        .to(Mailbox::new(name, address))
+        .subject(subject)
+        .date(date)
+        .message_id(Some(message_id))
+        .raw_header(raw_header("List-Id", head.list_id.clone()))
+        .raw_header(raw_header("List-Unsubscribe", list_unsubscribe))
+        .raw_header(raw_header(
+            "List-Unsubscribe-Post",
+            "List-Unsubscribe=One-Click".into(),
+        ));
+    if let Some(r) = &head.reply_to {
+        builder = builder.reply_to(r.clone());
+    }
+    let mut message = builder
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map_err(|e| MessageError::Build(e.to_string()))?;
+    if let Some(dkim) = &head.dkim {
+        message.sign(dkim);
+    }
+    Ok(message)
+}
+
+/// The size of a typical copy as sent (encoded, with headers): what Gmail's
+/// clipping limit is measured against.
+pub fn sent_size(issue: &Issue, config: &Config, week: IsoWeek) -> usize {
+    let Ok(head) = Letterhead::new(config, week, &issue.subject) else {
+        return issue.html.len() + issue.text.len();
+    };
+    let signer = Signer::new(
+        crate::config::Secret::new("size"),
+        &config.newsletter.list_id,
+    );
+    let to = Recipient {
+        id: 1_000_000,
+        email: "typical.subscriber.name@example.com".into(),
+        name: Some("Typical Subscriber".into()),
+    };
+    let id = new_message_id(&head, to.id);
+    build(
+        issue,
+        &head,
+        &signer,
+        &to,
+        SystemTime::UNIX_EPOCH,
+        id,
+        false,
+    )
+    .map(|m| m.formatted().len())
+    .unwrap_or(issue.html.len() + issue.text.len())
+}

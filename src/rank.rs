@@ -1,0 +1,779 @@
+//! Ranking: picks the week's top stories. Pure: in come the week's stories, their
+//! signals (page views), the editor's choices (pins, drops), the settings and the
+//! clock; out goes a [`Selection`] in which every candidate carries its score, the
+//! parts of the score and the reason it is in or out. Same input, same output: ties
+//! are broken by URL.
+//!
+//! Scoring: `(1 + repetition + sources + hot + views) × decay`, where
+//! - repetition: +0.5 for each extra time the site listed the story (another
+//!   section, another URL, the same headline), at most +2;
+//! - sources: +0.5 for each extra feed that carried it, at most +2;
+//! - hot: +1 when a feed filed it under hot / featured / trending / popular / …;
+//! - views: up to +2, `2 × sqrt(views / most views this week)`;
+//! - decay: `0.5^(age / half_life)` (default half-life: a week), age measured at
+//!   the end of the week (or now, if it is not over), so a weekly digest still
+//!   values Monday's big story.
+//!
+//! Diversity: at most `max_per_topic` stories per topic and `max_per_source` per
+//! feed (0: no cap); if the caps leave the issue short, the best capped stories
+//! fill it, and say so.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::feed::canonical_url;
+use crate::store::Story;
+
+/// What the editor wrote in `digests/<week>/issue.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditorChoices {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intro: Option<String>,
+    #[serde(default)]
+    pub pin: Vec<String>,
+    #[serde(default)]
+    pub drop: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RankSettings {
+    pub stories: usize,
+    pub max_per_topic: usize,
+    pub max_per_source: usize,
+    pub half_life_hours: f64,
+}
+
+impl From<&crate::config::Ranking> for RankSettings {
+    fn from(r: &crate::config::Ranking) -> Self {
+        RankSettings {
+            stories: r.stories,
+            max_per_topic: r.max_per_topic,
+            max_per_source: r.max_per_source,
+            half_life_hours: r.half_life_hours,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RankError {
+    #[error("pin: {0} is not a stored story (fetch its feed first, or check the URL)")]
+    PinNotFound(String),
+    #[error("pin: {0:?} is not an http(s) URL")]
+    BadUrl(String),
+    #[error("{0} is both pinned and dropped")]
+    PinnedAndDropped(String),
+    #[error("pin lists {pins} stories but [ranking] stories is {max}")]
+    TooManyPins { pins: usize, max: usize },
+}
+
+/// The parts a score is made of, kept so `explain` and the preview can show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreParts {
+    pub repetition: f64,
+    pub sources: f64,
+    pub hot: f64,
+    pub views: f64,
+    pub decay: f64,
+}
+
+impl ScoreParts {
+    pub fn total(&self) -> f64 {
+        (1.0 + self.repetition + self.sources + self.hot + self.views) * self.decay
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pinned,
+    Picked,
+    /// Over a diversity cap, but taken because the issue was short.
+    Filled,
+    Dropped,
+    Capped,
+    BelowCut,
+}
+
+impl Verdict {
+    pub fn is_in(self) -> bool {
+        matches!(self, Verdict::Pinned | Verdict::Picked | Verdict::Filled)
+    }
+}
+
+/// One story (after folding near-duplicates) and what ranking made of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub url: String,
+    pub title: String,
+    pub summary: String,
+    pub image: Option<String>,
+    pub published_at: DateTime<Utc>,
+    pub sources: Vec<String>,
+    pub categories: Vec<String>,
+    pub topic: Option<String>,
+    /// Other URLs folded into this story (same story, another address or headline twin).
+    pub folded: Vec<String>,
+    pub appearances: u32,
+    pub views: u64,
+    pub score: f64,
+    pub parts: ScoreParts,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// The outcome: `picks` in issue order, then every other candidate, best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    pub picks: Vec<Candidate>,
+    pub others: Vec<Candidate>,
+}
+
+/// Category names (as whole words or phrases) that mean "the site thinks this matters".
+const HOT_WORDS: &[&str] = &[
+    "hot",
+    "featured",
+    "trending",
+    "popular",
+    "breaking",
+    "top",
+    "highlights",
+];
+const HOT_PHRASES: &[&str] = &[
+    "editor's pick",
+    "editors pick",
+    "must read",
+    "most read",
+    "top stories",
+];
+/// Categories that say nothing about the topic.
+const NOT_TOPICS: &[&str] = &[
+    "uncategorized",
+    "uncategorised",
+    "news",
+    "general",
+    "all",
+    "latest",
+    "recent",
+    "topics",
+    "home",
+];
+
+pub fn is_hot_category(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    HOT_PHRASES.iter().any(|p| lower.contains(p))
+        || lower
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| HOT_WORDS.contains(&w))
+}
+
+fn topic_of(categories: &[String]) -> Option<String> {
+    categories
+        .iter()
+        .find(|c| !is_hot_category(c) && !NOT_TOPICS.contains(&c.to_lowercase().as_str()))
+        .cloned()
+}
+
+const STOPWORDS: &[&str] = &[
+    "a", "an", "the", "and", "or", "of", "to", "in", "on", "for", "with", "at", "by", "from", "as",
+    "is", "are", "its", "it", "into", "new",
+];
+
+/// A headline as a list of comparable words: Unicode-normalised, lower-cased,
+/// punctuation dropped (any script's letters and digits are kept).
+pub fn title_words(title: &str) -> Vec<String> {
+    let normalized: String = title.nfkc().collect::<String>().to_lowercase();
+    normalized
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && !STOPWORDS.contains(w))
+        .map(str::to_string)
+        .collect()
+}
+
+struct UnionFind(Vec<usize>);
+
+impl UnionFind {
+    fn find(&mut self, i: usize) -> usize {
+        let mut root = i;
+        while self.0[root] != root {
+            root = self.0[root];
+        }
+        let mut j = i;
+        while self.0[j] != root {
+            let next = self.0[j];
+            self.0[j] = root;
+            j = next;
+        }
+        root
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            self.0[hi] = lo;
+        }
+    }
+}
+
+/// Groups stories that are the same story: identical headlines (after
+/// normalisation), or headlines sharing at least 80% of their words (Jaccard),
+/// when both have at least four words. Returns groups of indices, each sorted.
+pub fn fold_duplicates(stories: &[Story]) -> Vec<Vec<usize>> {
+    let words: Vec<BTreeSet<String>> = stories
+        .iter()
+        .map(|s| title_words(&s.title).into_iter().collect())
+        .collect();
+    let mut uf = UnionFind((0..stories.len()).collect());
+    let mut exact: HashMap<Vec<String>, usize> = HashMap::new();
+    for (i, s) in stories.iter().enumerate() {
+        let key = title_words(&s.title);
+        if key.is_empty() {
+            continue;
+        }
+        match exact.get(&key) {
+            Some(&j) => uf.union(i, j),
+            None => {
+                exact.insert(key, i);
+            }
+        }
+    }
+    // Near-duplicates: compare only stories that share a word that is not common.
+    let mut index: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, w) in words.iter().enumerate() {
+        for word in w {
+            index.entry(word.as_str()).or_default().push(i);
+        }
+    }
+    let common = (stories.len() / 20).max(50);
+    for (i, wi) in words.iter().enumerate() {
+        if wi.len() < 4 {
+            continue;
+        }
+        let mut shared: HashMap<usize, usize> = HashMap::new();
+        for word in wi {
+            let postings = &index[word.as_str()];
+            if postings.len() > common {
+                continue;
+            }
+            for &j in postings {
+                if j > i {
+                    *shared.entry(j).or_default() += 1;
+                }
+            }
+        }
+        for (j, _) in shared {
+            let wj = &words[j];
+            if wj.len() < 4 {
+                continue;
+            }
+            let inter = wi.intersection(wj).count();
+            let union = wi.len() + wj.len() - inter;
+            if inter as f64 / union as f64 >= 0.8 {
+                uf.union(i, j);
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..stories.len() {
+        let root = uf.find(i);
+        groups.entry(root).or_default().push(i);
+    }
+    groups.into_values().collect()
+}
+
+/// Ranks and selects. `stories` are the week's stories plus any pinned story from
+/// another week; `reference` is the instant ages are measured at.
+pub fn rank(
+    stories: &[Story],
+    views: &HashMap<String, u64>,
+    choices: &EditorChoices,
+    settings: &RankSettings,
+    reference: DateTime<Utc>,
+) -> Result<Selection, RankError> {
+    let canon = |u: &String| canonical_url(u).ok_or_else(|| RankError::BadUrl(u.clone()));
+    let pins: Vec<String> = choices.pin.iter().map(canon).collect::<Result<_, _>>()?;
+    let drops: BTreeSet<String> = choices
+        .drop
+        .iter()
+        .filter_map(|u| canonical_url(u))
+        .collect();
+    if let Some(p) = pins.iter().find(|p| drops.contains(*p)) {
+        return Err(RankError::PinnedAndDropped(p.clone()));
+    }
+    if pins.len() > settings.stories {
+        return Err(RankError::TooManyPins {
+            pins: pins.len(),
+            max: settings.stories,
+        });
+    }
+
+    let mut candidates: Vec<Candidate> = fold_duplicates(stories)
+        .into_iter()
+        .map(|group| merge(stories, &group, views))
+        .collect();
+    let max_views = candidates.iter().map(|c| c.views).max().unwrap_or(0);
+    for c in &mut candidates {
+        c.parts = score_parts(c, max_views, settings, reference);
+        c.score = c.parts.total();
+    }
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.url.cmp(&b.url)));
+
+    let names = |c: &Candidate| -> Vec<String> {
+        std::iter::once(c.url.clone())
+            .chain(c.folded.iter().cloned())
+            .collect()
+    };
+    let mut picks: Vec<Candidate> = Vec::new();
+    let mut rest: Vec<Candidate> = Vec::new();
+    let mut pinned: Vec<Option<Candidate>> = vec![None; pins.len()];
+    for mut c in candidates {
+        let urls = names(&c);
+        if let Some(k) = pins.iter().position(|p| urls.contains(p)) {
+            c.verdict = Verdict::Pinned;
+            c.reason = format!("pinned by the editor (pin #{})", k + 1);
+            pinned[k] = Some(c);
+        } else if let Some(d) = urls.iter().find(|u| drops.contains(*u)) {
+            c.verdict = Verdict::Dropped;
+            c.reason = format!("dropped by the editor ({d})");
+            rest.push(c);
+        } else {
+            rest.push(c);
+        }
+    }
+    for (k, p) in pinned.into_iter().enumerate() {
+        picks.push(p.ok_or_else(|| RankError::PinNotFound(pins[k].clone()))?);
+    }
+
+    let mut per_topic: HashMap<String, usize> = HashMap::new();
+    let mut per_source: HashMap<String, usize> = HashMap::new();
+    let count = |c: &Candidate, t: &mut HashMap<String, usize>, s: &mut HashMap<String, usize>| {
+        if let Some(topic) = &c.topic {
+            *t.entry(topic.to_lowercase()).or_default() += 1;
+        }
+        for src in &c.sources {
+            *s.entry(src.clone()).or_default() += 1;
+        }
+    };
+    for p in &picks {
+        count(p, &mut per_topic, &mut per_source);
+    }
+    let mut capped: Vec<usize> = Vec::new();
+    for (i, c) in rest.iter_mut().enumerate() {
+        if c.verdict == Verdict::Dropped {
+            continue;
+        }
+        if picks.len() >= settings.stories {
+            break;
+        }
+        let topic_full = settings.max_per_topic > 0
+            && c.topic.as_ref().is_some_and(|t| {
+                per_topic.get(&t.to_lowercase()).copied().unwrap_or(0) >= settings.max_per_topic
+            });
+        let source_full = settings.max_per_source > 0
+            && !c.sources.is_empty()
+            && c.sources
+                .iter()
+                .all(|s| per_source.get(s).copied().unwrap_or(0) >= settings.max_per_source);
+        if topic_full || source_full {
+            c.verdict = Verdict::Capped;
+            c.reason = if topic_full {
+                format!(
+                    "topic {:?} already has {} stories (ranking.max_per_topic)",
+                    c.topic.as_deref().unwrap_or(""),
+                    settings.max_per_topic
+                )
+            } else {
+                format!(
+                    "its source already has {} stories (ranking.max_per_source)",
+                    settings.max_per_source
+                )
+            };
+            capped.push(i);
+            continue;
+        }
+        count(c, &mut per_topic, &mut per_source);
+        c.verdict = Verdict::Picked;
+        c.reason = format!("ranked #{} by score", picks.len() + 1);
+        picks.push(c.clone());
+    }
+    for i in capped {
+        if picks.len() >= settings.stories {
+            break;
+        }
+        let c = &mut rest[i];
+        c.verdict = Verdict::Filled;
+        c.reason = format!("{}, but taken to fill the issue", c.reason);
+        picks.push(c.clone());
+    }
+    let picked: BTreeSet<String> = picks.iter().map(|p| p.url.clone()).collect();
+    let mut others: Vec<Candidate> = rest
+        .into_iter()
+        .filter(|c| !picked.contains(&c.url))
+        .collect();
+    for c in &mut others {
+        if c.verdict == Verdict::Picked || c.verdict == Verdict::Filled {
+            // Cloned into picks above; cannot happen, as picked URLs were filtered.
+            continue;
+        }
+        if c.verdict != Verdict::Dropped && c.verdict != Verdict::Capped {
+            c.verdict = Verdict::BelowCut;
+            c.reason = format!(
+                "below the cut: the issue holds {} stories",
+                settings.stories
+            );
+        }
+    }
+    Ok(Selection { picks, others })
+}
+
+/// One candidate from a group of duplicate stories: the representative is the
+/// most-listed, then the one with an image, a longer summary, the earlier date,
+/// the smaller URL.
+fn merge(stories: &[Story], group: &[usize], views: &HashMap<String, u64>) -> Candidate {
+    let best = *group
+        .iter()
+        .max_by(|&&a, &&b| {
+            let (x, y) = (&stories[a], &stories[b]);
+            x.appearances
+                .cmp(&y.appearances)
+                .then(x.image.is_some().cmp(&y.image.is_some()))
+                .then(x.summary.len().cmp(&y.summary.len()))
+                .then(y.published_at.cmp(&x.published_at))
+                .then(y.url.cmp(&x.url))
+        })
+        .expect("groups are never empty");
+    let rep = &stories[best];
+    let mut sources: BTreeSet<String> = BTreeSet::new();
+    let mut categories: Vec<String> = Vec::new();
+    let mut folded: Vec<String> = Vec::new();
+    let mut appearances = 0;
+    let mut total_views = 0u64;
+    let mut published = rep.published_at;
+    for &i in group {
+        let s = &stories[i];
+        sources.extend(s.sources.iter().cloned());
+        for c in &s.categories {
+            if !categories.iter().any(|x| x.eq_ignore_ascii_case(c)) {
+                categories.push(c.clone());
+            }
+        }
+        appearances += s.appearances;
+        total_views = total_views.saturating_add(views.get(&s.url).copied().unwrap_or(0));
+        published = published.min(s.published_at);
+        if i != best {
+            folded.push(s.url.clone());
+        }
+    }
+    folded.sort();
+    Candidate {
+        url: rep.url.clone(),
+        title: rep.title.clone(),
+        summary: rep.summary.clone(),
+        image: rep.image.clone(),
+        published_at: published,
+        sources: sources.into_iter().collect(),
+        topic: topic_of(&categories),
+        categories,
+        folded,
+        appearances,
+        views: total_views,
+        score: 0.0,
+        parts: ScoreParts::default(),
+        verdict: Verdict::BelowCut,
+        reason: String::new(),
+    }
+}
+
+fn score_parts(
+    c: &Candidate,
+    max_views: u64,
+    settings: &RankSettings,
+    reference: DateTime<Utc>,
+) -> ScoreParts {
+    let age_hours = ((reference - c.published_at).num_seconds().max(0)) as f64 / 3600.0;
+    ScoreParts {
+        repetition: 0.5 * (c.appearances.saturating_sub(1).min(4)) as f64,
+        sources: 0.5 * (c.sources.len().saturating_sub(1).min(4)) as f64,
+        hot: if c.categories.iter().any(|k| is_hot_category(k)) {
+            1.0
+        } else {
+            0.0
+        },
+        views: if max_views > 0 {
+            2.0 * (c.views as f64 / max_views as f64).sqrt()
+        } else {
+            0.0
+        },
+        decay: 0.5f64.powf(age_hours / settings.half_life_hours),
+    }
+}
+
+impl Candidate {
+    /// The score spelled out: `2.41 = (1 + 0.50 repeated + 1.00 hot) × 0.96 age 0.3 d`.
+    pub fn explain_score(&self, reference: DateTime<Utc>) -> String {
+        let mut s = format!("{:.2} = (1", self.score);
+        let p = &self.parts;
+        if p.repetition > 0.0 {
+            s += &format!(" + {:.2} listed {}×", p.repetition, self.appearances);
+        }
+        if p.sources > 0.0 {
+            s += &format!(" + {:.2} {} feeds", p.sources, self.sources.len());
+        }
+        if p.hot > 0.0 {
+            s += &format!(" + {:.2} hot", p.hot);
+        }
+        if p.views > 0.0 {
+            s += &format!(" + {:.2} {} views", p.views, self.views);
+        }
+        let age_days = (reference - self.published_at).num_seconds().max(0) as f64 / 86400.0;
+        s += &format!(") × {:.2} age {:.1} d", p.decay, age_days);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn story(id: i64, url: &str, title: &str, day: u32, cats: &[&str]) -> Story {
+        Story {
+            id,
+            url: url.into(),
+            title: title.into(),
+            summary: String::new(),
+            image: None,
+            published_at: Utc.with_ymd_and_hms(2026, 2, day, 9, 0, 0).unwrap(),
+            published_estimated: false,
+            appearances: 1,
+            sources: vec!["Site".into()],
+            categories: cats.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn settings(n: usize) -> RankSettings {
+        RankSettings {
+            stories: n,
+            max_per_topic: 2,
+            max_per_source: 0,
+            half_life_hours: 120.0,
+        }
+    }
+
+    fn reference() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 2, 9, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn same_headline_is_folded_and_counts() {
+        let stories = vec![
+            story(
+                1,
+                "https://a.example/x",
+                "Bank launches app",
+                3,
+                &["Fintech"],
+            ),
+            story(
+                2,
+                "https://a.example/x-2",
+                "Bank Launches App!",
+                3,
+                &["Hot this week"],
+            ),
+            story(
+                3,
+                "https://a.example/y",
+                "Other story here today",
+                3,
+                &["Fintech"],
+            ),
+        ];
+        let sel = rank(
+            &stories,
+            &HashMap::new(),
+            &EditorChoices::default(),
+            &settings(5),
+            reference(),
+        )
+        .unwrap();
+        assert_eq!(sel.picks.len(), 2);
+        let top = &sel.picks[0];
+        assert_eq!(top.appearances, 2);
+        assert_eq!(top.folded.len(), 1);
+        assert_eq!(top.parts.hot, 1.0);
+        assert_eq!(top.topic.as_deref(), Some("Fintech"));
+    }
+
+    #[test]
+    fn near_duplicate_headlines_fold_but_different_ones_do_not() {
+        let stories = vec![
+            story(
+                1,
+                "https://a.example/1",
+                "SECP chairman sets reform agenda for financial sector",
+                3,
+                &[],
+            ),
+            story(
+                2,
+                "https://b.example/1",
+                "SECP chairman sets reform agenda for Pakistan's financial sector",
+                4,
+                &[],
+            ),
+            story(
+                3,
+                "https://a.example/2",
+                "SECP fines brokers over reporting lapses in financial sector",
+                4,
+                &[],
+            ),
+        ];
+        let groups = fold_duplicates(&stories);
+        assert_eq!(groups, vec![vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn pins_first_in_order_drops_never() {
+        let stories: Vec<Story> = (1..=6)
+            .map(|i| {
+                story(
+                    i,
+                    &format!("https://a.example/{i}"),
+                    &format!("Story number {i} about topic {i}"),
+                    2 + i as u32,
+                    &[],
+                )
+            })
+            .collect();
+        let choices = EditorChoices {
+            pin: vec![
+                "https://www.a.example/2/?utm_source=x".into(),
+                "https://a.example/1".into(),
+            ],
+            drop: vec!["https://a.example/6".into()],
+            ..Default::default()
+        };
+        let sel = rank(
+            &stories,
+            &HashMap::new(),
+            &choices,
+            &settings(4),
+            reference(),
+        )
+        .unwrap();
+        let urls: Vec<&str> = sel.picks.iter().map(|p| p.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            vec![
+                "https://a.example/2",
+                "https://a.example/1",
+                "https://a.example/5",
+                "https://a.example/4"
+            ]
+        );
+        assert!(sel
+            .others
+            .iter()
+            .any(|c| c.url.ends_with("/6") && c.verdict == Verdict::Dropped));
+    }
+
+    #[test]
+    fn missing_pin_is_an_error() {
+        let choices = EditorChoices {
+            pin: vec!["https://nowhere.example/x".into()],
+            ..Default::default()
+        };
+        let e = rank(&[], &HashMap::new(), &choices, &settings(3), reference()).unwrap_err();
+        assert_eq!(
+            e,
+            RankError::PinNotFound("https://nowhere.example/x".into())
+        );
+    }
+
+    #[test]
+    fn topic_cap_keeps_issue_diverse_then_fills() {
+        let mut stories: Vec<Story> = (1..=4)
+            .map(|i| {
+                story(
+                    i,
+                    &format!("https://a.example/c{i}"),
+                    &format!("Crypto item {i} unique words {i}"),
+                    8,
+                    &["Crypto"],
+                )
+            })
+            .collect();
+        stories.push(story(
+            9,
+            "https://a.example/b",
+            "Banking item alone here",
+            3,
+            &["Banking"],
+        ));
+        let sel = rank(
+            &stories,
+            &HashMap::new(),
+            &EditorChoices::default(),
+            &settings(3),
+            reference(),
+        )
+        .unwrap();
+        let topics: Vec<_> = sel.picks.iter().map(|p| p.topic.clone().unwrap()).collect();
+        assert_eq!(topics, vec!["Crypto", "Crypto", "Banking"]);
+        let sel = rank(
+            &stories,
+            &HashMap::new(),
+            &EditorChoices::default(),
+            &settings(4),
+            reference(),
+        )
+        .unwrap();
+        assert_eq!(sel.picks[3].verdict, Verdict::Filled);
+    }
+
+    #[test]
+    fn views_and_age_move_the_score_and_ties_break_by_url() {
+        let stories = vec![
+            story(1, "https://a.example/b", "Beta story words here", 5, &[]),
+            story(2, "https://a.example/a", "Alpha story words here", 5, &[]),
+        ];
+        let sel = rank(
+            &stories,
+            &HashMap::new(),
+            &EditorChoices::default(),
+            &settings(2),
+            reference(),
+        )
+        .unwrap();
+        assert_eq!(sel.picks[0].url, "https://a.example/a");
+        let views = HashMap::from([("https://a.example/b".to_string(), 500u64)]);
+        let sel = rank(
+            &stories,
+            &views,
+            &EditorChoices::default(),
+            &settings(2),
+            reference(),
+        )
+        .unwrap();
+        assert_eq!(sel.picks[0].url, "https://a.example/b");
+        assert!((sel.picks[0].parts.views - 2.0).abs() < 1e-9);
+        let older = story(3, "https://a.example/0", "Gamma story words here", 2, &[]);
+        let newer = story(4, "https://a.example/z", "Delta story words here", 8, &[]);
+        let sel = rank(
+            &[older, newer],
+            &HashMap::new(),
+            &EditorChoices::default(),
+            &settings(2),
+            reference(),
+        )
+        .unwrap();
+        assert_eq!(sel.picks[0].url, "https://a.example/z");
+    }
+}

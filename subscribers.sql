@@ -1,0 +1,300 @@
+-- gazette's SQLite schema and every query it runs.
+--
+-- Blocks start with a marker line:
+--   `-- migration: N`  applied once, in order, recorded in PRAGMA user_version.
+--                      Never edit an applied migration: append a new one.
+--   `-- query: NAME`   a named statement; gazette refuses to start if one it
+--                      needs is missing.
+-- Times are Unix seconds (UTC).
+
+-- migration: 1
+CREATE TABLE feeds (
+    id              INTEGER PRIMARY KEY,
+    url             TEXT NOT NULL UNIQUE,   -- as written in config.toml
+    name            TEXT,
+    etag            TEXT,
+    last_modified   TEXT,
+    last_fetched_at INTEGER,
+    last_status     TEXT
+);
+
+-- One row per story, keyed by its canonical URL.
+CREATE TABLE stories (
+    id                  INTEGER PRIMARY KEY,
+    url                 TEXT NOT NULL UNIQUE,
+    title               TEXT NOT NULL,
+    summary             TEXT NOT NULL DEFAULT '',
+    image               TEXT,
+    published_at        INTEGER NOT NULL,
+    published_estimated INTEGER NOT NULL DEFAULT 0,  -- 1: the feed gave no date
+    first_seen_at       INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL
+);
+CREATE INDEX stories_by_published ON stories(published_at);
+
+-- Every place a feed listed a story (a feed item). Two sections of one feed, or
+-- two feeds, listing the same story give two appearances: a signal of importance.
+CREATE TABLE appearances (
+    id            INTEGER PRIMARY KEY,
+    story_id      INTEGER NOT NULL REFERENCES stories(id),
+    feed_id       INTEGER NOT NULL REFERENCES feeds(id),
+    guid          TEXT NOT NULL,
+    link          TEXT NOT NULL,            -- the URL as the feed gave it
+    categories    TEXT NOT NULL DEFAULT '[]',  -- JSON array of strings
+    first_seen_at INTEGER NOT NULL,
+    UNIQUE (feed_id, guid)
+);
+CREATE INDEX appearances_by_story ON appearances(story_id);
+
+-- Page views by canonical URL, imported from the site's analytics.
+CREATE TABLE views (
+    url   TEXT PRIMARY KEY,
+    views INTEGER NOT NULL
+);
+
+CREATE TABLE subscribers (
+    id         INTEGER PRIMARY KEY,
+    email      TEXT NOT NULL,
+    email_key  TEXT NOT NULL UNIQUE,        -- lower-cased: addresses compare case-insensitively
+    name       TEXT,
+    status     TEXT NOT NULL CHECK (status IN ('pending', 'active', 'unsubscribed', 'bounced', 'complained')),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX subscribers_by_status ON subscribers(status, id);
+
+CREATE TABLE issues (
+    id          INTEGER PRIMARY KEY,
+    week        TEXT NOT NULL UNIQUE,       -- 2026-W06
+    subject     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    finished_at INTEGER                     -- when a send left nothing pending
+);
+
+-- The delivery ledger: one row per issue x subscriber.
+--   pending   not yet handed to a server (or due for a retry at next_attempt_at)
+--   sending   handed to the server, reply not yet recorded; after a crash: uncertain
+--   sent      the server accepted it
+--   failed    permanently refused, or out of attempts
+--   uncertain may or may not have arrived (a crash while sending)
+--   skipped   the subscriber left before their turn
+CREATE TABLE deliveries (
+    issue_id        INTEGER NOT NULL REFERENCES issues(id),
+    subscriber_id   INTEGER NOT NULL REFERENCES subscribers(id),
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'uncertain', 'skipped')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    was_uncertain   INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    smtp_reply      TEXT,
+    message_id      TEXT,
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (issue_id, subscriber_id)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_by_state ON deliveries(issue_id, state, subscriber_id);
+
+CREATE TABLE unsubscribe_events (
+    id            INTEGER PRIMARY KEY,
+    subscriber_id INTEGER NOT NULL REFERENCES subscribers(id),
+    at            INTEGER NOT NULL,
+    method        TEXT NOT NULL CHECK (method IN ('one-click', 'page', 'cli', 'bounce', 'complaint')),
+    issue_id      INTEGER REFERENCES issues(id)
+);
+CREATE INDEX unsubscribe_events_by_subscriber ON unsubscribe_events(subscriber_id);
+
+-- Who is sending an issue right now: two sends of one issue cannot both deliver.
+CREATE TABLE send_locks (
+    issue_id     INTEGER PRIMARY KEY REFERENCES issues(id),
+    holder       TEXT NOT NULL,             -- host:pid
+    acquired_at  INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+);
+
+-- query: feed_upsert
+INSERT INTO feeds (url, name) VALUES (?1, ?2)
+ON CONFLICT (url) DO UPDATE SET name = excluded.name
+RETURNING id, etag, last_modified;
+
+-- query: feed_record_fetch
+UPDATE feeds
+SET etag = coalesce(?2, etag), last_modified = coalesce(?3, last_modified),
+    last_fetched_at = ?4, last_status = ?5
+WHERE id = ?1;
+
+-- query: appearance_story
+SELECT story_id FROM appearances WHERE feed_id = ?1 AND guid = ?2;
+
+-- query: story_by_url
+SELECT id FROM stories WHERE url = ?1;
+
+-- query: story_insert
+INSERT INTO stories (url, title, summary, image, published_at, published_estimated, first_seen_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+RETURNING id;
+
+-- A feed's later version of an item refreshes the text; a date the feed gives
+-- replaces one we estimated from first sight, never the other way round.
+-- query: story_update
+UPDATE stories
+SET title = ?2, summary = CASE WHEN ?3 <> '' THEN ?3 ELSE summary END,
+    image = coalesce(?4, image),
+    published_at = CASE WHEN ?6 = 0 THEN ?5 ELSE published_at END,
+    published_estimated = min(published_estimated, ?6),
+    updated_at = ?7
+WHERE id = ?1
+  AND (title <> ?2 OR (?3 <> '' AND summary <> ?3) OR (?4 IS NOT NULL AND image IS NOT ?4)
+       OR (?6 = 0 AND (published_at <> ?5 OR published_estimated = 1)));
+
+-- query: appearance_upsert
+INSERT INTO appearances (story_id, feed_id, guid, link, categories, first_seen_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (feed_id, guid) DO UPDATE SET link = excluded.link, categories = excluded.categories;
+
+-- query: stories_published_between
+SELECT s.id, s.url, s.title, s.summary, s.image, s.published_at, s.published_estimated,
+       count(a.id), group_concat(DISTINCT coalesce(f.name, f.url)),
+       json_group_array(json(a.categories))
+FROM stories s
+JOIN appearances a ON a.story_id = s.id
+JOIN feeds f ON f.id = a.feed_id
+WHERE s.published_at >= ?1 AND s.published_at < ?2
+GROUP BY s.id
+ORDER BY s.id;
+
+-- query: story_with_url
+SELECT s.id, s.url, s.title, s.summary, s.image, s.published_at, s.published_estimated,
+       count(a.id), group_concat(DISTINCT coalesce(f.name, f.url)),
+       json_group_array(json(a.categories))
+FROM stories s
+JOIN appearances a ON a.story_id = s.id
+JOIN feeds f ON f.id = a.feed_id
+WHERE s.url = ?1
+GROUP BY s.id;
+
+-- query: views_upsert
+INSERT INTO views (url, views) VALUES (?1, ?2)
+ON CONFLICT (url) DO UPDATE SET views = excluded.views;
+
+-- query: views_all
+SELECT url, views FROM views;
+
+-- query: subscriber_insert
+INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+ON CONFLICT (email_key) DO NOTHING;
+
+-- query: subscriber_by_email
+SELECT id, email, name, status, created_at FROM subscribers WHERE email_key = ?1;
+
+-- query: subscriber_by_id
+SELECT id, email, name, status, created_at FROM subscribers WHERE id = ?1;
+
+-- query: subscriber_set_status
+UPDATE subscribers SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status <> ?2;
+
+-- query: subscriber_set_name
+UPDATE subscribers SET name = ?2, updated_at = ?3 WHERE id = ?1 AND name IS NOT ?2;
+
+-- query: subscribers_page
+SELECT id, email, name, status, created_at FROM subscribers
+WHERE (?1 IS NULL OR status = ?1) AND id > ?2
+ORDER BY id LIMIT ?3;
+
+-- query: subscribers_count_by_status
+SELECT status, count(*) FROM subscribers GROUP BY status ORDER BY status;
+
+-- query: subscriber_delete
+DELETE FROM subscribers WHERE id = ?1;
+
+-- query: subscriber_delete_events
+DELETE FROM unsubscribe_events WHERE subscriber_id = ?1;
+
+-- query: subscriber_delete_deliveries
+DELETE FROM deliveries WHERE subscriber_id = ?1;
+
+-- query: unsubscribe_event_insert
+INSERT INTO unsubscribe_events (subscriber_id, at, method, issue_id) VALUES (?1, ?2, ?3, ?4);
+
+-- query: issue_upsert
+INSERT INTO issues (week, subject, created_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (week) DO UPDATE SET subject = excluded.subject
+RETURNING id;
+
+-- query: issue_finish
+UPDATE issues SET finished_at = ?2 WHERE id = ?1;
+
+-- query: lock_get
+SELECT holder, acquired_at, heartbeat_at FROM send_locks WHERE issue_id = ?1;
+
+-- query: lock_put
+INSERT INTO send_locks (issue_id, holder, acquired_at, heartbeat_at) VALUES (?1, ?2, ?3, ?3)
+ON CONFLICT (issue_id) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
+    heartbeat_at = excluded.heartbeat_at;
+
+-- query: lock_heartbeat
+UPDATE send_locks SET heartbeat_at = ?3 WHERE issue_id = ?1 AND holder = ?2;
+
+-- query: lock_release
+DELETE FROM send_locks WHERE issue_id = ?1 AND holder = ?2;
+
+-- Every active subscriber gets a row; rows already there are left alone.
+-- query: deliveries_enrol
+INSERT INTO deliveries (issue_id, subscriber_id, state, updated_at)
+SELECT ?1, id, 'pending', ?2 FROM subscribers WHERE status = 'active'
+ON CONFLICT (issue_id, subscriber_id) DO NOTHING;
+
+-- A crash left these handed to the server with no reply recorded.
+-- query: deliveries_mark_uncertain
+UPDATE deliveries SET state = 'uncertain', was_uncertain = 1, updated_at = ?2,
+    last_error = 'in flight when a previous send stopped'
+WHERE issue_id = ?1 AND state = 'sending';
+
+-- query: deliveries_resend_uncertain
+UPDATE deliveries SET state = 'pending', next_attempt_at = 0, updated_at = ?2
+WHERE issue_id = ?1 AND state = 'uncertain';
+
+-- query: deliveries_due
+SELECT d.subscriber_id, s.email, s.name, d.attempts
+FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+WHERE d.issue_id = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2 AND d.subscriber_id > ?3
+ORDER BY d.subscriber_id LIMIT ?4;
+
+-- query: deliveries_next_retry_at
+SELECT min(next_attempt_at) FROM deliveries WHERE issue_id = ?1 AND state = 'pending';
+
+-- Claims one delivery for sending, only while the subscriber is still active: an
+-- unsubscribe committed before this statement means no message.
+-- query: delivery_claim
+UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ?3
+WHERE issue_id = ?1 AND subscriber_id = ?2 AND state = 'pending'
+  AND EXISTS (SELECT 1 FROM subscribers WHERE id = ?2 AND status = 'active');
+
+-- query: delivery_skip_inactive
+UPDATE deliveries SET state = 'skipped', updated_at = ?3, last_error = 'subscriber is no longer active'
+WHERE issue_id = ?1 AND subscriber_id = ?2 AND state = 'pending'
+  AND NOT EXISTS (SELECT 1 FROM subscribers WHERE id = ?2 AND status = 'active');
+
+-- query: delivery_sent
+UPDATE deliveries SET state = 'sent', smtp_reply = ?3, message_id = ?4, last_error = NULL, updated_at = ?5
+WHERE issue_id = ?1 AND subscriber_id = ?2;
+
+-- query: delivery_retry
+UPDATE deliveries SET state = 'pending', last_error = ?3, smtp_reply = ?4, next_attempt_at = ?5, updated_at = ?6
+WHERE issue_id = ?1 AND subscriber_id = ?2;
+
+-- query: delivery_failed
+UPDATE deliveries SET state = 'failed', last_error = ?3, smtp_reply = ?4, updated_at = ?5
+WHERE issue_id = ?1 AND subscriber_id = ?2;
+
+-- query: deliveries_count_by_state
+SELECT state, count(*), sum(was_uncertain) FROM deliveries WHERE issue_id = ?1 GROUP BY state;
+
+-- query: deliveries_uncertain_emails
+SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+WHERE d.issue_id = ?1 AND (d.state = 'uncertain' OR d.was_uncertain = 1) ORDER BY s.id LIMIT ?2;
+
+-- query: deliveries_would_receive
+SELECT s.id, s.email, s.name FROM subscribers s
+LEFT JOIN deliveries d ON d.subscriber_id = s.id AND d.issue_id = ?1
+WHERE s.status = 'active' AND (d.state IS NULL OR d.state = 'pending') AND s.id > ?2
+ORDER BY s.id LIMIT ?3;

@@ -118,7 +118,7 @@ pub fn parse(bytes: &[u8], base: Option<&str>) -> Result<ParsedFeed, FeedError> 
     let mut items = Vec::new();
     let mut skipped = Vec::new();
     for (n, entry) in feed.entries.into_iter().enumerate() {
-        let title = entry.title.as_ref().map(text_of).unwrap_or_default();
+        let title = entry.title.as_ref().map(title_text).unwrap_or_default();
         let link = entry
             .links
             .iter()
@@ -148,7 +148,7 @@ pub fn parse(bytes: &[u8], base: Option<&str>) -> Result<ParsedFeed, FeedError> 
         let summary = entry
             .summary
             .as_ref()
-            .map(text_of)
+            .map(|t| html_to_text(&t.content))
             .filter(|s| !s.is_empty())
             .or_else(|| {
                 entry
@@ -193,17 +193,20 @@ pub fn parse(bytes: &[u8], base: Option<&str>) -> Result<ParsedFeed, FeedError> 
         });
     }
     Ok(ParsedFeed {
-        title: feed.title.as_ref().map(text_of),
+        title: feed.title.as_ref().map(title_text),
         items,
         skipped,
     })
 }
 
-fn text_of(t: &feed_rs::model::Text) -> String {
-    if t.content_type.subty() == "html" || t.content.contains('<') {
+/// A title as text. Atom says when a title is HTML; otherwise it is text, in which
+/// (as WordPress does) entities may still be encoded once more: decode those, keep
+/// everything else, `<` included, as the words it is.
+fn title_text(t: &feed_rs::model::Text) -> String {
+    if t.content_type.subty() == "html" || t.content_type.subty() == "xhtml" {
         html_to_text(&t.content)
     } else {
-        clean_line(&t.content)
+        clean_line(&html_escape::decode_html_entities(&t.content))
     }
 }
 

@@ -191,6 +191,8 @@ pub fn title_words(title: &str) -> Vec<String> {
     normalized
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty() && !STOPWORDS.contains(w))
+        // A lone Latin letter is a possessive's "s" or an initial: no signal.
+        .filter(|w| !(w.len() == 1 && w.chars().all(|c| c.is_ascii_alphabetic())))
         .map(str::to_string)
         .collect()
 }
@@ -220,8 +222,11 @@ impl UnionFind {
     }
 }
 
+/// Share of words (Jaccard) from which two headlines are the same story.
+const NEAR_DUPLICATE: f64 = 0.75;
+
 /// Groups stories that are the same story: identical headlines (after
-/// normalisation), or headlines sharing at least 80% of their words (Jaccard),
+/// normalisation), or headlines sharing at least 75% of their words (Jaccard),
 /// when both have at least four words. Returns groups of indices, each sorted.
 pub fn fold_duplicates(stories: &[Story]) -> Vec<Vec<usize>> {
     let words: Vec<BTreeSet<String>> = stories
@@ -273,7 +278,7 @@ pub fn fold_duplicates(stories: &[Story]) -> Vec<Vec<usize>> {
             }
             let inter = wi.intersection(wj).count();
             let union = wi.len() + wj.len() - inter;
-            if inter as f64 / union as f64 >= 0.8 {
+            if inter as f64 / union as f64 >= NEAR_DUPLICATE {
                 uf.union(i, j);
             }
         }

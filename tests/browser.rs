@@ -1,0 +1,167 @@
+//! What a person sees: the sample issue in headless Chromium at phone and desktop
+//! widths, light and dark. Skipped, saying so, where Chromium is not installed
+//! (`apt-get install chromium`; `.ci/run` installs it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Chromium's path, or `None` after printing why the test is skipped.
+pub fn chromium() -> Option<PathBuf> {
+    for candidate in [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ] {
+        if Path::new(candidate).exists() {
+            return Some(candidate.into());
+        }
+    }
+    eprintln!("SKIPPED: headless Chromium not found (install the Debian package `chromium`)");
+    None
+}
+
+fn chromium_command(chromium: &Path, profile: &Path, width: u32, dark: bool) -> Command {
+    let mut cmd = Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--virtual-time-budget=3000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg(format!("--window-size={width},2000"));
+    if dark {
+        cmd.arg("--blink-settings=preferredColorScheme=0")
+            .arg("--force-dark-mode");
+    }
+    cmd
+}
+
+/// Measures a page at `width`: the widest element's right edge against the
+/// viewport, and the document's scroll width. The probe script is added to a copy.
+const PROBE: &str = r#"<script>
+addEventListener('load', () => {
+  const vw = document.documentElement.clientWidth;
+  let widest = 0, culprit = '';
+  for (const el of document.body.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > widest) { widest = r.right; culprit = el.tagName + '.' + el.className; }
+  }
+  const out = document.createElement('pre');
+  out.id = 'probe';
+  out.textContent = JSON.stringify({vw, scroll: document.documentElement.scrollWidth, widest: Math.ceil(widest), culprit,
+    color: getComputedStyle(document.querySelector('.summary')).color,
+    background: getComputedStyle(document.querySelector('.container')).backgroundColor});
+  document.body.appendChild(out);
+});
+</script>"#;
+
+pub struct Probe {
+    pub viewport: i64,
+    pub scroll: i64,
+    pub widest: i64,
+    pub culprit: String,
+    pub color: String,
+    pub background: String,
+}
+
+pub fn probe(chromium: &Path, html_file: &Path, width: u32, dark: bool) -> Probe {
+    let html = std::fs::read_to_string(html_file).unwrap();
+    let probed = html_file.with_extension("probe.html");
+    std::fs::write(&probed, html.replace("</body>", &format!("{PROBE}</body>"))).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let out = chromium_command(chromium, profile.path(), width, dark)
+        .arg("--dump-dom")
+        .arg(format!("file://{}", probed.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let start = dom
+        .find("<pre id=\"probe\">")
+        .unwrap_or_else(|| panic!("no probe output: {}", String::from_utf8_lossy(&out.stderr)));
+    let json = &dom[start + 16..];
+    let json = &json[..json.find("</pre>").unwrap()];
+    let v: serde_json::Value = serde_json::from_str(&json.replace("&quot;", "\"")).unwrap();
+    Probe {
+        viewport: v["vw"].as_i64().unwrap(),
+        scroll: v["scroll"].as_i64().unwrap(),
+        widest: v["widest"].as_i64().unwrap(),
+        culprit: v["culprit"].as_str().unwrap().into(),
+        color: v["color"].as_str().unwrap().into(),
+        background: v["background"].as_str().unwrap().into(),
+    }
+}
+
+pub fn screenshot(chromium: &Path, page: &str, width: u32, dark: bool, png: &Path) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = chromium_command(chromium, profile.path(), width, dark)
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(page)
+        .output()
+        .unwrap();
+    assert!(
+        png.exists() && std::fs::metadata(png).unwrap().len() > 1000,
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Where screenshots are kept for a person to look at.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn sample_issue_fits_phone_and_desktop_widths_in_light_and_dark() {
+    let Some(chromium) = chromium() else { return };
+    let site = crate::util::Site::sample();
+    site.ok(&["run", "--week", "2026-W06"]);
+    let html = site.path("digests/2026-W06/digest.html");
+    let shots = screenshot_dir();
+    for width in [360, 800] {
+        for dark in [false, true] {
+            let p = probe(&chromium, &html, width, dark);
+            assert!(
+                p.scroll <= p.viewport,
+                "{width}px dark={dark}: the page scrolls sideways ({} > {})",
+                p.scroll,
+                p.viewport
+            );
+            assert!(
+                p.widest <= p.viewport,
+                "{width}px dark={dark}: {} overflows ({} > {})",
+                p.culprit,
+                p.widest,
+                p.viewport
+            );
+            if dark {
+                assert_ne!(
+                    p.background, "rgb(255, 255, 255)",
+                    "dark mode keeps a white card"
+                );
+            } else {
+                assert_eq!(p.color, "rgb(31, 41, 55)");
+            }
+            let png = shots.join(format!(
+                "digest-{width}{}.png",
+                if dark { "-dark" } else { "" }
+            ));
+            screenshot(
+                &chromium,
+                &format!("file://{}", html.display()),
+                width,
+                dark,
+                &png,
+            );
+        }
+    }
+    eprintln!("screenshots in {}", shots.display());
+}

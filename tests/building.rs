@@ -1,0 +1,213 @@
+//! `gazette build` and `explain`: the week's stories, folded, ranked, rendered.
+
+use crate::util::{stderr, FeedServer, Site};
+
+fn fetched_site(extra: &str) -> (FeedServer, Site) {
+    let server = FeedServer::start(&["site.rss", "wire.atom"]);
+    let site = Site::with_fixture_feeds(&server, extra);
+    site.ok(&["fetch"]);
+    (server, site)
+}
+
+fn pick_urls(json: &serde_json::Value) -> Vec<String> {
+    json["selection"]["picks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["url"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn build_folds_duplicates_and_leaves_out_other_weeks() {
+    let (_server, site) = fetched_site("");
+    let out = site.ok(&["build", "--week", "2026-W06"]);
+    assert!(out.contains("built 2026-W06: 6 stories"), "{out}");
+    let json = site.digest_json("2026-W06");
+    let urls = pick_urls(&json);
+    assert_eq!(urls.len(), 6, "{urls:?}");
+    assert!(
+        !urls.iter().any(|u| u.contains("old/story")),
+        "out-of-week story picked"
+    );
+    // The rate cut, from two sections of one feed and from the wire, is one story.
+    let rate: Vec<_> = json["selection"]["picks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["title"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("policy rate")
+        })
+        .collect();
+    assert_eq!(rate.len(), 1);
+    assert_eq!(rate[0]["appearances"], 3);
+    assert_eq!(
+        rate[0]["folded"][0],
+        "https://wire.test/2026/02/03/central-bank-rate"
+    );
+    assert_eq!(
+        urls[0], "https://news.test/economy/rate-cut",
+        "the most repeated, hot story leads"
+    );
+    let html = std::fs::read_to_string(site.path("digests/2026-W06/digest.html")).unwrap();
+    assert_eq!(
+        html.matches(">Central bank cuts policy rate by 100 basis points</a>")
+            .count(),
+        1
+    );
+    assert!(!html.contains(">Central Bank Cuts Policy Rate by 100 Basis Points</a>"));
+    assert!(site.path("digests/2026-W06/digest.txt").exists());
+}
+
+#[test]
+fn editor_pins_and_drops_are_obeyed() {
+    let (_server, site) = fetched_site("\n[ranking]\nstories = 3\n");
+    std::fs::create_dir_all(site.path("digests/2026-W06")).unwrap();
+    std::fs::write(
+        site.path("digests/2026-W06/issue.toml"),
+        r#"subject = "Our pick of the week"
+intro = "Hello **readers**. <b>raw</b>"
+pin = ["https://www.wire.test/2026/02/07/spectrum?utm_source=editor", "https://blog.test/posts/remittances"]
+drop = ["http://news.test/economy/rate-cut/"]
+"#,
+    ).unwrap();
+    site.ok(&["build", "--week", "2026-W06"]);
+    let json = site.digest_json("2026-W06");
+    let urls = pick_urls(&json);
+    assert_eq!(urls[0], "https://wire.test/2026/02/07/spectrum");
+    assert_eq!(urls[1], "https://blog.test/posts/remittances");
+    assert_eq!(urls.len(), 3);
+    assert!(!urls.iter().any(|u| u.contains("rate-cut")));
+    assert_eq!(json["subject"], "Our pick of the week");
+    let html = std::fs::read_to_string(site.path("digests/2026-W06/digest.html")).unwrap();
+    assert!(
+        html.contains("<strong>readers</strong>") && html.contains("&lt;b&gt;raw&lt;/b&gt;"),
+        "intro markdown rendered, raw HTML shown as text"
+    );
+    let explain = site.ok(&["explain", "--week", "2026-W06"]);
+    assert!(
+        explain.contains("pinned by the editor (pin #1)"),
+        "{explain}"
+    );
+    assert!(explain.contains("dropped by the editor"), "{explain}");
+    assert!(explain.contains("below the cut"), "{explain}");
+}
+
+#[test]
+fn a_pin_that_is_not_stored_is_an_error_naming_it() {
+    let (_server, site) = fetched_site("");
+    std::fs::create_dir_all(site.path("digests/2026-W06")).unwrap();
+    std::fs::write(
+        site.path("digests/2026-W06/issue.toml"),
+        "pin = [\"https://nowhere.test/x\"]\n",
+    )
+    .unwrap();
+    let out = site.run(&["build", "--week", "2026-W06"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("issue.toml") && err.contains("https://nowhere.test/x"),
+        "{err}"
+    );
+    std::fs::write(site.path("digests/2026-W06/issue.toml"), "pins = []\n").unwrap();
+    let err = stderr(&site.run(&["build", "--week", "2026-W06"]));
+    assert!(
+        err.contains("issue.toml") && err.contains("line 1") && err.contains("pins"),
+        "{err}"
+    );
+}
+
+#[test]
+fn untrusted_feed_text_is_escaped_and_other_scripts_survive() {
+    let (_server, site) = fetched_site("");
+    site.ok(&["build", "--week", "2026-W06"]);
+    let html = std::fs::read_to_string(site.path("digests/2026-W06/digest.html")).unwrap();
+    assert!(
+        !html.contains("<script"),
+        "a feed's script reached the HTML"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(\"x\")&lt;/script&gt;")
+            || html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;")
+    );
+    assert!(
+        !html.contains("onerror"),
+        "markup in a summary reached the HTML"
+    );
+    assert!(html.contains("Downloads passed one million &amp; counting."));
+    // Urdu survives intact, marked for automatic direction.
+    assert!(html.contains("بینک دولت پاکستان نے شرح سود کم کر دی"));
+    assert!(html.contains("dir=\"auto\""));
+    let text = std::fs::read_to_string(site.path("digests/2026-W06/digest.txt")).unwrap();
+    assert!(text.contains("مرکزی بینک نے پالیسی ریٹ میں کمی کا اعلان کیا۔"));
+}
+
+#[test]
+fn a_week_without_stories_writes_no_issue() {
+    let (_server, site) = fetched_site("");
+    let out = site.ok(&["build", "--week", "2025-W10"]);
+    assert!(out.contains("no stories"), "{out}");
+    assert!(!site.path("digests/2025-W10/digest.html").exists());
+    assert!(!site.path("digests/2025-W10/digest.json").exists());
+}
+
+#[test]
+fn default_week_is_the_last_complete_one() {
+    // NOW is Thursday 12 Feb 2026: the last complete week is 2026-W06.
+    let (_server, site) = fetched_site("");
+    let out = site.ok(&["build"]);
+    assert!(out.contains("built 2026-W06"), "{out}");
+}
+
+#[test]
+fn the_sample_issue_holds_each_seed_story_once() {
+    let site = Site::sample();
+    site.ok(&["run", "--week", "2026-W06"]);
+    let json = site.digest_json("2026-W06");
+    let picks = json["selection"]["picks"].as_array().unwrap();
+    assert_eq!(picks.len(), 9, "the seed page has nine stories");
+    let html = std::fs::read_to_string(site.path("digests/2026-W06/digest.html")).unwrap();
+    assert_eq!(html.matches("<h2 class=\"headline\"").count(), 9);
+    for p in picks {
+        let url = p["url"].as_str().unwrap();
+        assert_eq!(p["appearances"], 2, "{url} is listed twice on the page");
+        // Headline link and "Read the story" link: two links per story, no more.
+        assert_eq!(html.matches(&format!("href=\"{url}\"")).count(), 2, "{url}");
+    }
+    let text = std::fs::read_to_string(site.path("digests/2026-W06/digest.txt")).unwrap();
+    assert!(text.contains("[9] https://fintech-news.example/"));
+    assert!(!text.contains("[10]"));
+}
+
+#[test]
+fn views_import_command_feeds_ranking() {
+    let (_server, site) = fetched_site("");
+    std::fs::write(
+        site.path("views.csv"),
+        "url,views\nhttps://www.news.test/crypto/new-tokens/?utm_source=x,100000\n",
+    )
+    .unwrap();
+    site.ok(&["views", "import", "views.csv"]);
+    site.ok(&["build", "--week", "2026-W06"]);
+    let json = site.digest_json("2026-W06");
+    let tokens = json["selection"]["picks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["url"] == "https://news.test/crypto/new-tokens")
+        .unwrap()
+        .clone();
+    assert_eq!(tokens["views"], 100000);
+    assert_eq!(tokens["parts"]["views"], 2.0);
+    std::fs::write(
+        site.path("bad.csv"),
+        "url,views\nhttps://x.test/a,12\nnot a url,3\n",
+    )
+    .unwrap();
+    let err = stderr(&site.run(&["views", "import", "bad.csv"]));
+    assert!(err.contains("bad.csv: line 3"), "{err}");
+}

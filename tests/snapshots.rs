@@ -1,0 +1,106 @@
+//! Snapshots of what a subscriber receives, for a fixed issue: the HTML and the
+//! text. Any change to them shows up as a diff to review (`cargo insta review`).
+
+use std::collections::HashMap;
+
+use chrono::{TimeZone, Utc};
+use gazette::rank::{self, EditorChoices, RankSettings};
+use gazette::render::{self, RenderContext};
+use gazette::store::Story;
+
+fn story(
+    id: i64,
+    slug: &str,
+    title: &str,
+    summary: &str,
+    day: u32,
+    cats: &[&str],
+    appearances: u32,
+) -> Story {
+    Story {
+        id,
+        url: format!("https://news.test/{slug}"),
+        title: title.into(),
+        summary: summary.into(),
+        image: (id == 1).then(|| "https://news.test/img/lead.jpg".to_string()),
+        published_at: Utc.with_ymd_and_hms(2026, 2, day, 8, 30, 0).unwrap(),
+        published_estimated: false,
+        appearances,
+        sources: vec!["Test Site".into()],
+        categories: cats.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+pub fn fixed_issue() -> (gazette::config::Config, render::Issue) {
+    let site = crate::util::Site::new(&["feed.xml"], "");
+    let config = site.config();
+    let stories = vec![
+        story(
+            1,
+            "rate-cut",
+            "Central bank cuts policy rate by 100 basis points",
+            "The central bank cut its policy rate to spur lending, the third cut this year.",
+            3,
+            &["Hot this week", "Economy"],
+            2,
+        ),
+        story(
+            2,
+            "wallet",
+            "Wallet app <script>alert(1)</script> reaches a million users",
+            "Downloads passed one million & counting, the company said on Wednesday.",
+            4,
+            &["Apps"],
+            1,
+        ),
+        story(
+            3,
+            "urdu",
+            "بینک دولت پاکستان نے شرح سود کم کر دی",
+            "مرکزی بینک نے پالیسی ریٹ میں کمی کا اعلان کیا۔",
+            5,
+            &["Urdu"],
+            1,
+        ),
+    ];
+    let choices = EditorChoices {
+        intro: Some("A short week, and a *busy* one.".into()),
+        ..Default::default()
+    };
+    let settings = RankSettings {
+        stories: 3,
+        max_per_topic: 2,
+        max_per_source: 0,
+        half_life_hours: 168.0,
+    };
+    let reference = Utc.with_ymd_and_hms(2026, 2, 9, 0, 0, 0).unwrap();
+    let selection = rank::rank(&stories, &HashMap::new(), &choices, &settings, reference).unwrap();
+    let ctx = RenderContext {
+        newsletter: &config.newsletter,
+        week: "2026-W06".parse().unwrap(),
+        summary_chars: 280,
+    };
+    let issue = render::render(&selection, &choices, &ctx).unwrap();
+    (config, issue)
+}
+
+/// Breaks the one-line HTML before each tag so the snapshot diffs line by line.
+fn lines(html: &str) -> String {
+    html.replace("><", ">\n<")
+}
+
+#[test]
+fn html_of_a_fixed_issue() {
+    let (_, issue) = fixed_issue();
+    insta::assert_snapshot!("issue_html", lines(&issue.html));
+}
+
+#[test]
+fn text_of_a_fixed_issue() {
+    let (_, issue) = fixed_issue();
+    insta::assert_snapshot!("issue_text", issue.text);
+    assert_eq!(
+        issue.subject,
+        "Test Weekly: Central bank cuts policy rate by 100 basis points"
+    );
+}

@@ -1,0 +1,10 @@
+//! Integration tests, one binary (as ripgrep does): the real `gazette` binary and
+//! library against fixture feeds served over HTTP on loopback and from files, a
+//! real SQLite file in a temporary directory, and headless Chromium where present.
+
+mod util;
+
+mod browser;
+mod building;
+mod feeds;
+mod snapshots;

@@ -369,3 +369,147 @@ pub fn explain(ranked: &Ranked) -> String {
     }
     out
 }
+
+// ---------------------------------------------------------------- subscribers
+
+/// Opens the database; when this creates it and `[database] seed_subscribers`
+/// is set, imports that file once.
+pub fn open_store_seeded(config: &Config, now: DateTime<Utc>) -> Result<Store> {
+    let fresh = !config.database.path.exists();
+    let mut store = open_store(config)?;
+    if fresh {
+        if let Some(seed) = &config.database.seed_subscribers {
+            let report = import_subscribers(&mut store, seed, now)?;
+            tracing::info!("seeded the new database: {}", report.describe());
+        }
+    }
+    Ok(store)
+}
+
+/// Validates an address with lettre's parser; returns it trimmed.
+pub fn valid_address(email: &str) -> Result<String, String> {
+    let trimmed = email.trim();
+    if trimmed.is_empty() {
+        return Err("no address".into());
+    }
+    trimmed
+        .parse::<lettre::Address>()
+        .map(|a| a.to_string())
+        .map_err(|e| format!("{trimmed:?} is not an email address ({e})"))
+}
+
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub added: usize,
+    pub existing: usize,
+    pub bad: Vec<String>,
+}
+
+impl ImportReport {
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "added {}, already on the list {}, bad lines {}",
+            self.added,
+            self.existing,
+            self.bad.len()
+        );
+        for b in &self.bad {
+            s += &format!("\n  {b}");
+        }
+        s
+    }
+}
+
+/// `gazette subscribers import FILE.csv` (header `email,name`, name optional).
+/// Good lines are stored in one transaction, bad ones reported by line number;
+/// an address already on the list keeps its status (an import never resubscribes).
+pub fn import_subscribers(
+    store: &mut Store,
+    path: &Path,
+    now: DateTime<Utc>,
+) -> Result<ImportReport> {
+    let file = path.display().to_string();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .with_context(|| format!("reading {file}"))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{file}: line 1"))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let email_col = col("email").with_context(|| {
+        format!("{file}: line 1: the header must name an `email` column (and optionally `name`)")
+    })?;
+    let name_col = col("name");
+    let mut report = ImportReport::default();
+    let mut seen = std::collections::HashSet::new();
+    let tx = store.transaction()?;
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                report.bad.push(format!("{file}: line {line}: {e}"));
+                continue;
+            }
+        };
+        let email = match valid_address(record.get(email_col).unwrap_or("")) {
+            Ok(e) => e,
+            Err(reason) => {
+                report.bad.push(format!("{file}: line {line}: {reason}"));
+                continue;
+            }
+        };
+        if !seen.insert(crate::store::email_key(&email)) {
+            report.existing += 1;
+            continue;
+        }
+        let name = name_col
+            .and_then(|c| record.get(c))
+            .map(feed::clean_line)
+            .filter(|n| !n.is_empty());
+        match crate::store::add_subscriber_in(
+            &tx,
+            &email,
+            name.as_deref(),
+            crate::store::Status::Active,
+            now,
+        )? {
+            crate::store::Added::New(_) => report.added += 1,
+            crate::store::Added::Existing(..) => report.existing += 1,
+        }
+    }
+    tx.commit()?;
+    Ok(report)
+}
+
+// ---------------------------------------------------------------- sending
+
+/// The week's built issue: read from `digests/<week>/`, or built now if it is not
+/// there yet. `None` when the week has no stories.
+pub fn built_issue(
+    config: &Config,
+    store: &Store,
+    week: IsoWeek,
+    now: DateTime<Utc>,
+) -> Result<Option<Issue>> {
+    if let Some((issue, _)) = digest::read_issue(&config.week_dir(&week))? {
+        return Ok(Some(issue));
+    }
+    Ok(build(config, store, week, now)?.map(|b| b.issue))
+}
+
+/// True once a send of this week has begun: the issue must not change under it.
+pub fn send_started(store: &Store, week: IsoWeek) -> Result<bool> {
+    Ok(store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM issues i JOIN deliveries d ON d.issue_id = i.id WHERE i.week = ?1",
+            [week.to_string()],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)?)
+}

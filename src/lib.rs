@@ -14,6 +14,7 @@ pub mod feed;
 pub mod message;
 pub mod rank;
 pub mod render;
+pub mod send;
 pub mod store;
 pub mod token;
 pub mod week;

@@ -9,8 +9,13 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
 use gazette::app;
 use gazette::config::Config;
+use gazette::send;
+use gazette::store::{Added, Status, UnsubscribeMethod};
 use gazette::week::IsoWeek;
 
 #[derive(Parser)]
@@ -57,11 +62,55 @@ enum Command {
         #[command(subcommand)]
         command: ViewsCommand,
     },
-    /// The weekly job: fetch, build, send.
+    /// Send the week's issue to every active subscriber not yet sent it.
+    Send {
+        #[arg(long)]
+        week: Option<IsoWeek>,
+        /// List who would receive it; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Send one "[TEST]" copy to these addresses only (the ledger is untouched).
+        #[arg(long = "test", value_name = "ADDR", num_args = 1..)]
+        test: Vec<String>,
+    },
+    /// The weekly job, for cron: fetch, build (unless a send has begun), send.
     Run {
         #[arg(long)]
         week: Option<IsoWeek>,
     },
+    /// The subscriber list.
+    Subscribers {
+        #[command(subcommand)]
+        command: SubscribersCommand,
+    },
+    /// Unsubscribe an address (recorded as done from the command line).
+    Unsubscribe { email: String },
+}
+
+#[derive(Subcommand)]
+enum SubscribersCommand {
+    /// Add an address as active (an address already on the list keeps its status).
+    Add {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Import an `email,name` CSV: good lines stored, bad ones reported by line.
+    Import { file: PathBuf },
+    /// List subscribers.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// How many subscribers have each status.
+    Count {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an address and its history.
+    Remove { email: String },
 }
 
 #[derive(Subcommand)]
@@ -120,14 +169,203 @@ fn run(cli: Cli) -> Result<()> {
             let mut store = app::open_store(&config)?;
             println!("{}", app::import_views(&mut store, &file)?);
         }
+        Command::Send {
+            week,
+            dry_run,
+            test,
+        } => {
+            let store = app::open_store_seeded(&config, now)?;
+            let week = app::pick_week(&config, week, now);
+            if dry_run {
+                let n = send::would_receive(&store, week, |email| println!("{email}"))?;
+                eprintln!("{week}: {n} subscribers would receive it (dry run: nothing sent)");
+                return Ok(());
+            }
+            let Some(issue) = app::built_issue(&config, &store, week, now)? else {
+                println!("{week}: no stories were published that week; nothing to send");
+                return Ok(());
+            };
+            if !test.is_empty() {
+                for line in runtime.block_on(send::send_test(&config, &issue, week, &test))? {
+                    println!("{line}");
+                }
+                return Ok(());
+            }
+            drop(store);
+            deliver(&config, &runtime, issue, week)?;
+        }
         Command::Run { week } => {
-            let mut store = app::open_store(&config)?;
+            let mut store = app::open_store_seeded(&config, now)?;
             let reports = runtime.block_on(app::fetch(&config, &mut store, now))?;
             let fetched = app::summarize_fetch(&reports);
             let week = app::pick_week(&config, week, now);
-            build(&config, &store, week, now)?;
+            let issue = if app::send_started(&store, week)? {
+                app::built_issue(&config, &store, week, now)?
+            } else {
+                app::build(&config, &store, week, now)?.map(|built| {
+                    println!("{}", app::describe_build(&built));
+                    built.issue
+                })
+            };
+            drop(store);
+            match issue {
+                Some(issue) => deliver(&config, &runtime, issue, week)?,
+                None => println!("{week}: no stories were published that week; nothing to send"),
+            }
+            if let Ok(lines) = &fetched {
+                tracing::info!("{lines}");
+            }
             fetched?;
         }
+        Command::Subscribers { command } => subscribers(&config, command, now)?,
+        Command::Unsubscribe { email } => {
+            let mut store = app::open_store_seeded(&config, now)?;
+            let s = store
+                .subscriber_by_email(&email)?
+                .with_context(|| format!("{email} is not on the list"))?;
+            if store.set_status(
+                s.id,
+                Status::Unsubscribed,
+                Some(UnsubscribeMethod::Cli),
+                None,
+                now,
+            )? {
+                println!("{} unsubscribed", s.email);
+            } else {
+                println!("{} was already unsubscribed", s.email);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn subscribers(config: &Config, command: SubscribersCommand, now: DateTime<Utc>) -> Result<()> {
+    let mut store = app::open_store_seeded(config, now)?;
+    match command {
+        SubscribersCommand::Add { email, name } => {
+            let email = app::valid_address(&email).map_err(anyhow::Error::msg)?;
+            let name = name
+                .map(|n| gazette::feed::clean_line(&n))
+                .filter(|n| !n.is_empty());
+            match store.add_subscriber(&email, name.as_deref(), Status::Active, now)? {
+                Added::New(_) => println!("added {email}"),
+                Added::Existing(_, status) => {
+                    println!("{email} is already on the list ({})", status.as_str())
+                }
+            }
+        }
+        SubscribersCommand::Import { file } => {
+            let report = app::import_subscribers(&mut store, &file, now)?;
+            println!("{}", report.describe());
+            if !report.bad.is_empty() {
+                anyhow::bail!(
+                    "{} bad lines in {} (the good ones were stored)",
+                    report.bad.len(),
+                    file.display()
+                );
+            }
+        }
+        SubscribersCommand::List { status, json } => {
+            let status = match status {
+                Some(s) => Some(Status::parse(&s).with_context(|| {
+                    format!(
+                        "--status {s:?}: one of pending, active, unsubscribed, bounced, complained"
+                    )
+                })?),
+                None => None,
+            };
+            let mut after = 0;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            loop {
+                let page = store.subscribers_page(status, after, 1000)?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for s in page {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(&s)?)?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{}\t{}\t{}",
+                            s.email,
+                            s.status.as_str(),
+                            s.name.unwrap_or_default()
+                        )?;
+                    }
+                }
+            }
+        }
+        SubscribersCommand::Count { json } => {
+            let counts = store.count_by_status()?;
+            if json {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    counts.into_iter().map(|(k, v)| (k, v.into())).collect();
+                println!("{}", serde_json::Value::Object(map));
+            } else {
+                for (status, n) in counts {
+                    println!("{status}\t{n}");
+                }
+            }
+        }
+        SubscribersCommand::Remove { email } => {
+            let s = store
+                .subscriber_by_email(&email)?
+                .with_context(|| format!("{email} is not on the list"))?;
+            store.remove_subscriber(s.id)?;
+            println!("removed {}", s.email);
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal; nothing otherwise (the summary line says it all).
+struct Bar(indicatif::ProgressBar);
+
+impl send::Progress for Bar {
+    fn start(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn delivered(&self) {
+        self.0.inc(1);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn deliver(
+    config: &Config,
+    runtime: &tokio::runtime::Runtime,
+    issue: gazette::render::Issue,
+    week: IsoWeek,
+) -> Result<()> {
+    let (_, development) = send::signer(config)?;
+    if development {
+        eprintln!("note: GAZETTE_SECRET is not set; the outbox's links are signed with a fixed development secret");
+    }
+    let progress: Arc<dyn send::Progress> = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {wide_bar} {pos}/{len} {per_sec} eta {eta}",
+            )
+            .expect("static template"),
+        );
+        bar.set_message(format!("sending {week}"));
+        Arc::new(Bar(bar))
+    } else {
+        Arc::new(send::NoProgress)
+    };
+    let summary = runtime.block_on(send::send_issue(config, issue, week, progress))?;
+    if summary.sent == 0 && summary.pending == 0 {
+        println!("{week}: nothing left to send. {}", summary.line());
+    } else {
+        println!("{}", summary.line());
+    }
+    if summary.pending > 0 {
+        anyhow::bail!(
+            "{} deliveries are still pending; run send again to finish",
+            summary.pending
+        );
     }
     Ok(())
 }

@@ -314,7 +314,7 @@ fn render_text(selection: &Selection, choices: &EditorChoices, ctx: &RenderConte
     );
     out += &wrap(&title, "");
     out += "\n";
-    out += &"=".repeat(title.chars().count().min(72));
+    out += &"-".repeat(title.chars().count().min(72));
     out += "\n";
     out += &format!("View in your browser: {}\n\n", archive_url(n, ctx.week));
     out += GREETING;

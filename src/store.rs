@@ -266,6 +266,10 @@ impl Store {
         &self.conn
     }
 
+    pub fn into_connection(self) -> Connection {
+        self.conn
+    }
+
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }
@@ -520,4 +524,246 @@ mod tests {
         assert_eq!(week[0].appearances, 2);
         assert_eq!(week[1].appearances, 1);
     }
+}
+
+// ---------------------------------------------------------------- subscribers
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Active,
+    Unsubscribed,
+    Bounced,
+    Complained,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Active => "active",
+            Status::Unsubscribed => "unsubscribed",
+            Status::Bounced => "bounced",
+            Status::Complained => "complained",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "pending" => Status::Pending,
+            "active" => Status::Active,
+            "unsubscribed" => Status::Unsubscribed,
+            "bounced" => Status::Bounced,
+            "complained" => Status::Complained,
+            _ => return None,
+        })
+    }
+}
+
+/// How an unsubscribe came about, as recorded in `unsubscribe_events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsubscribeMethod {
+    OneClick,
+    Page,
+    Cli,
+    Bounce,
+    Complaint,
+}
+
+impl UnsubscribeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnsubscribeMethod::OneClick => "one-click",
+            UnsubscribeMethod::Page => "page",
+            UnsubscribeMethod::Cli => "cli",
+            UnsubscribeMethod::Bounce => "bounce",
+            UnsubscribeMethod::Complaint => "complaint",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Subscriber {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub status: Status,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The key an address is compared by: addresses are case-insensitive here
+/// (RFC 5321 allows case-sensitive local parts; no real mailbox provider uses them).
+pub fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn subscriber_from_row(r: &rusqlite::Row) -> rusqlite::Result<Subscriber> {
+    let status: String = r.get(3)?;
+    Ok(Subscriber {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        name: r.get(2)?,
+        status: Status::parse(&status).unwrap_or(Status::Pending),
+        created_at: from_unix(r.get(4)?),
+    })
+}
+
+/// What adding one address did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    New(i64),
+    /// Already on the list, with this status; left as it is.
+    Existing(i64, Status),
+}
+
+/// Adds an address (already validated) in `conn`'s current transaction. An address
+/// already on the list is never resubscribed.
+pub fn add_subscriber_in(
+    conn: &Connection,
+    email: &str,
+    name: Option<&str>,
+    status: Status,
+    now: DateTime<Utc>,
+) -> Result<Added, StoreError> {
+    let key = email_key(email);
+    let inserted = conn
+        .prepare_cached(query("subscriber_insert"))?
+        .execute(params![
+            email.trim(),
+            key,
+            name,
+            status.as_str(),
+            to_unix(now)
+        ])?;
+    let s = conn
+        .prepare_cached(query("subscriber_by_email"))?
+        .query_row(params![key], subscriber_from_row)?;
+    Ok(if inserted == 1 {
+        Added::New(s.id)
+    } else {
+        Added::Existing(s.id, s.status)
+    })
+}
+
+/// The delivery states of one issue, counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LedgerCounts {
+    pub pending: u64,
+    pub sending: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub uncertain: u64,
+    pub skipped: u64,
+    /// Deliveries that were uncertain after a crash and were sent again.
+    pub resent_uncertain: u64,
+}
+
+impl Store {
+    pub fn add_subscriber(
+        &mut self,
+        email: &str,
+        name: Option<&str>,
+        status: Status,
+        now: DateTime<Utc>,
+    ) -> Result<Added, StoreError> {
+        let tx = self.conn.transaction()?;
+        let added = add_subscriber_in(&tx, email, name, status, now)?;
+        tx.commit()?;
+        Ok(added)
+    }
+
+    pub fn subscriber_by_email(&self, email: &str) -> Result<Option<Subscriber>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(query("subscriber_by_email"))?
+            .query_row(params![email_key(email)], subscriber_from_row)
+            .optional()?)
+    }
+
+    pub fn subscriber(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(query("subscriber_by_id"))?
+            .query_row(params![id], subscriber_from_row)
+            .optional()?)
+    }
+
+    /// One page of subscribers after `after_id`, optionally of one status.
+    pub fn subscribers_page(
+        &self,
+        status: Option<Status>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<Subscriber>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(query("subscribers_page"))?;
+        let rows = stmt.query_map(
+            params![status.map(Status::as_str), after_id, limit as i64],
+            subscriber_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(query("subscribers_count_by_status"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sets a status and, for a departure, records the event, in one transaction.
+    /// Returns false when the subscriber already had that status.
+    pub fn set_status(
+        &mut self,
+        id: i64,
+        status: Status,
+        method: Option<UnsubscribeMethod>,
+        issue_id: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed = set_status_in(&tx, id, status, method, issue_id, now)?;
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    /// Deletes a subscriber with their ledger rows and events.
+    pub fn remove_subscriber(&mut self, id: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for q in [
+            "subscriber_delete_deliveries",
+            "subscriber_delete_events",
+            "subscriber_delete",
+        ] {
+            tx.prepare_cached(query(q))?.execute(params![id])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self.conn.transaction()?)
+    }
+}
+
+/// [`Store::set_status`] inside a caller's transaction.
+pub fn set_status_in(
+    conn: &Connection,
+    id: i64,
+    status: Status,
+    method: Option<UnsubscribeMethod>,
+    issue_id: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(query("subscriber_set_status"))?
+        .execute(params![id, status.as_str(), to_unix(now)])?;
+    if changed > 0 {
+        if let Some(m) = method {
+            conn.prepare_cached(query("unsubscribe_event_insert"))?
+                .execute(params![id, to_unix(now), m.as_str(), issue_id])?;
+        }
+    }
+    Ok(changed > 0)
 }

@@ -428,7 +428,7 @@ enum Channel {
         server: SmtpServer,
         require_tls: bool,
         timeout: Duration,
-        conn: Option<AsyncSmtpConnection>,
+        conn: Option<Box<AsyncSmtpConnection>>,
     },
 }
 
@@ -463,7 +463,7 @@ impl Channel {
         let c = tokio::time::timeout(*timeout, connect(server, *require_tls, *timeout))
             .await
             .map_err(|_| format!("no answer within {} s", timeout.as_secs()))??;
-        *conn = Some(c);
+        *conn = Some(Box::new(c));
         Ok(())
     }
 

@@ -2,9 +2,11 @@
 //! library against fixture feeds served over HTTP on loopback and from files, a
 //! real SQLite file in a temporary directory, and headless Chromium where present.
 
+mod mailserver;
 mod util;
 
 mod browser;
 mod building;
 mod feeds;
+mod sending;
 mod snapshots;

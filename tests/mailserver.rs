@@ -1,0 +1,210 @@
+//! A real SMTP server on loopback for the sending tests: mailin-embedded, in this
+//! process, recording every message it accepts, with scripted faults (421 on
+//! connect-time commands, 451 after DATA, 550 for chosen mailboxes, a slow
+//! server) and a TCP proxy that cuts connections in the middle of DATA.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailin_embedded::response::{INTERNAL_ERROR, NO_MAILBOX, NO_SERVICE, OK};
+use mailin_embedded::{Handler, Response, Server};
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub to: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+/// What the server does wrong, and how often.
+#[derive(Default)]
+pub struct Faults {
+    /// Answer the next N MAIL commands with 421 and close the connection.
+    pub mail_421: usize,
+    /// Answer the next N ends of DATA with 451.
+    pub data_451: usize,
+    /// Refuse these mailboxes with 550, always.
+    pub refuse: Vec<String>,
+    /// Wait this long before accepting each message.
+    pub delay: Duration,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub received: Mutex<Vec<Received>>,
+    pub faults: Mutex<Faults>,
+    pub rcpt_attempts: Mutex<HashMap<String, usize>>,
+}
+
+#[derive(Clone)]
+struct Recorder {
+    state: Arc<State>,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Handler for Recorder {
+    fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
+        let mut faults = self.state.faults.lock().unwrap();
+        if faults.mail_421 > 0 {
+            faults.mail_421 -= 1;
+            return NO_SERVICE;
+        }
+        OK
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        let to = to.trim_matches(|c| c == '<' || c == '>').to_lowercase();
+        *self
+            .state
+            .rcpt_attempts
+            .lock()
+            .unwrap()
+            .entry(to.clone())
+            .or_default() += 1;
+        if self.state.faults.lock().unwrap().refuse.contains(&to) {
+            return NO_MAILBOX;
+        }
+        OK
+    }
+
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.to = to
+            .iter()
+            .map(|t| t.trim_matches(|c| c == '<' || c == '>').to_lowercase())
+            .collect();
+        self.data.clear();
+        OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let delay = {
+            let mut faults = self.state.faults.lock().unwrap();
+            if faults.data_451 > 0 {
+                faults.data_451 -= 1;
+                return INTERNAL_ERROR;
+            }
+            faults.delay
+        };
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        self.state.received.lock().unwrap().push(Received {
+            to: std::mem::take(&mut self.to),
+            data: std::mem::take(&mut self.data),
+        });
+        OK
+    }
+}
+
+pub struct MailServer {
+    pub port: u16,
+    pub state: Arc<State>,
+}
+
+impl MailServer {
+    pub fn start(faults: Faults) -> MailServer {
+        let state = Arc::new(State {
+            faults: Mutex::new(faults),
+            ..Default::default()
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut server = Server::new(Recorder {
+            state: state.clone(),
+            to: Vec::new(),
+            data: Vec::new(),
+        });
+        server
+            .with_name("mail.test")
+            .with_num_threads(24)
+            .with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        MailServer { port, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// How many messages each address received.
+    pub fn per_recipient(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for r in self.received() {
+            for to in r.to {
+                *counts.entry(to).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// A TCP proxy in front of `target` that cuts the first `cuts` connections once
+/// more than `after_bytes` have gone from client to server: mid-DATA for a digest.
+pub struct CuttingProxy {
+    pub port: u16,
+    pub cut: Arc<AtomicUsize>,
+}
+
+impl CuttingProxy {
+    pub fn start(target: u16, cuts: usize, after_bytes: usize) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicUsize::new(0));
+        let counter = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let server = TcpStream::connect(("127.0.0.1", target)).unwrap();
+                let cutting = counter.fetch_add(1, Ordering::SeqCst) < cuts;
+                pipe(
+                    server.try_clone().unwrap(),
+                    client.try_clone().unwrap(),
+                    None,
+                );
+                pipe(client, server, cutting.then_some(after_bytes));
+            }
+        });
+        CuttingProxy { port, cut }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            total += n;
+            if limit.is_some_and(|l| total > l) {
+                break;
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = from.shutdown(std::net::Shutdown::Both);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}

@@ -1,0 +1,451 @@
+//! `gazette send` against a real SMTP server on loopback: what each subscriber
+//! receives, the ledger, faults, a crash and a rerun.
+
+use std::collections::HashSet;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use gazette::config::Secret;
+use gazette::token::Signer;
+use mail_parser::MessageParser;
+
+use crate::mailserver::{CuttingProxy, Faults, MailServer};
+use crate::util::{fixture, stderr, Site};
+
+const SECRET: &str = "test-secret-0123456789";
+
+/// A site on the fixture feed, sending to `smtp_url`, with `n` subscribers
+/// (`person{i}@example.com`), fetched and built.
+fn site(smtp_url: &str, n: usize, extra: &str) -> Site {
+    let feed = fixture("site.rss");
+    let concurrency = if extra.contains("concurrency") {
+        ""
+    } else {
+        "concurrency = 4\n"
+    };
+    let site = Site::new(
+        &[feed.to_str().unwrap()],
+        &format!("\n[smtp]\nurl = {smtp_url:?}\ntimeout_secs = 5\n{concurrency}{extra}"),
+    );
+    let mut csv = String::from("email,name\n");
+    for i in 1..=n {
+        csv += &format!("person{i}@example.com,Person {i}\n");
+    }
+    std::fs::write(site.path("people.csv"), csv).unwrap();
+    site.ok(&["subscribers", "import", "people.csv"]);
+    site.ok(&["fetch"]);
+    site.ok(&["build", "--week", "2026-W06"]);
+    site
+}
+
+fn send_cmd(site: &Site, args: &[&str]) -> Command {
+    let mut cmd = site.command(&[&["send", "--week", "2026-W06"], args].concat());
+    cmd.env("GAZETTE_SECRET", SECRET)
+        .env("GAZETTE_SMTP_RETRY_MS", "50");
+    cmd
+}
+
+fn send(site: &Site, args: &[&str]) -> Output {
+    send_cmd(site, args).output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ledger(site: &Site, sql: &str) -> i64 {
+    site.store()
+        .conn()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+fn id_of(site: &Site, email: &str) -> i64 {
+    site.store().subscriber_by_email(email).unwrap().unwrap().id
+}
+
+#[test]
+fn each_active_subscriber_gets_one_valid_message_and_a_rerun_sends_nothing() {
+    let server = MailServer::start(Faults::default());
+    let site = site(&server.url(), 20, "");
+    std::fs::write(site.path("more.csv"), "email,name\n\"eve@example.com\",\"Eve\r\nBcc: victim@evil.test\"\ngone@example.com,Gone\nBOUNCED@example.com,B\n").unwrap();
+    site.ok(&["subscribers", "import", "more.csv"]);
+    site.ok(&["unsubscribe", "GONE@example.com"]);
+    let bounced = id_of(&site, "bounced@example.com");
+    site.store()
+        .set_status(
+            bounced,
+            gazette::store::Status::Bounced,
+            None,
+            None,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+
+    let out = send(&site, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("sent 21, already sent 0, failed 0, uncertain 0"),
+        "{}",
+        stdout(&out)
+    );
+
+    let counts = server.per_recipient();
+    assert_eq!(counts.len(), 21);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    assert!(
+        !counts.contains_key("gone@example.com") && !counts.contains_key("bounced@example.com")
+    );
+    assert!(!counts.contains_key("victim@evil.test"));
+
+    let signer = Signer::new(Secret::new(SECRET), "weekly.news.test");
+    for r in server.received() {
+        let raw = String::from_utf8_lossy(&r.data).into_owned();
+        let m = MessageParser::default().parse(&r.data).unwrap();
+        let to = &r.to[0];
+        let sub_id = id_of(&site, to);
+        assert!(m.subject().unwrap().starts_with("Test Weekly: "));
+        assert!(m.message_id().is_some() && m.date().is_some() && m.from().is_some());
+        assert_eq!(
+            m.to().unwrap().first().unwrap().address().unwrap(),
+            to.as_str()
+        );
+        assert_eq!(
+            m.header_raw("List-Id").unwrap().trim(),
+            "Test Weekly <weekly.news.test>"
+        );
+        assert_eq!(
+            m.header_raw("List-Unsubscribe-Post").unwrap().trim(),
+            "List-Unsubscribe=One-Click"
+        );
+        // The multipart/alternative holds text/plain, then text/html.
+        assert!(m
+            .header_raw("Content-Type")
+            .unwrap()
+            .trim()
+            .starts_with("multipart/alternative"));
+        let (plain, html) = (
+            raw.find("Content-Type: text/plain").unwrap(),
+            raw.find("Content-Type: text/html").unwrap(),
+        );
+        assert!(plain < html);
+        assert!(m
+            .body_text(0)
+            .unwrap()
+            .contains("Central bank cuts policy rate"));
+        assert!(m
+            .body_html(0)
+            .unwrap()
+            .contains("Central bank cuts policy rate"));
+        // The unsubscribe token verifies for this subscriber and no other.
+        let header = m
+            .header_raw("List-Unsubscribe")
+            .unwrap()
+            .replace(['\r', '\n'], "");
+        let url = header.split('<').nth(1).unwrap().split('>').next().unwrap();
+        assert!(url.starts_with("https://news.test/letter/u/"), "{url}");
+        let token = url.rsplit('/').next().unwrap();
+        assert_eq!(signer.verify_unsubscribe(token), Some(sub_id));
+        let (_, mac) = token.split_once('.').unwrap();
+        assert_eq!(
+            signer.verify_unsubscribe(&format!("{}.{mac}", sub_id + 1)),
+            None
+        );
+        assert!(m.body_html(0).unwrap().contains(url));
+        // The CR/LF in Eve's name added no header.
+        assert!(m.header_raw("Bcc").is_none());
+        assert!(!raw.contains("\r\nBcc:"));
+    }
+    let eve = server
+        .received()
+        .into_iter()
+        .find(|r| r.to[0] == "eve@example.com")
+        .unwrap();
+    assert!(MessageParser::default()
+        .parse(&eve.data)
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .contains("Hello Eve Bcc: victim@evil.test,"));
+
+    let out = send(&site, &[]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("nothing left to send"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(server.received().len(), 21);
+}
+
+#[test]
+fn a_mail_server_needs_a_secret() {
+    let server = MailServer::start(Faults::default());
+    let site = site(&server.url(), 1, "");
+    let out = site.run(&["send", "--week", "2026-W06"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("GAZETTE_SECRET"), "{}", stderr(&out));
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn transient_421_and_451_are_retried_until_delivered() {
+    let server = MailServer::start(Faults {
+        mail_421: 3,
+        data_451: 4,
+        ..Default::default()
+    });
+    let site = site(&server.url(), 10, "");
+    let out = send(&site, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let counts = server.per_recipient();
+    assert_eq!(counts.len(), 10);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    assert!(ledger(&site, "SELECT max(attempts) FROM deliveries") > 1);
+    assert_eq!(
+        ledger(
+            &site,
+            "SELECT count(*) FROM deliveries WHERE state = 'sent'"
+        ),
+        10
+    );
+}
+
+#[test]
+fn a_550_bounces_that_subscriber_once_and_the_others_are_delivered() {
+    let server = MailServer::start(Faults {
+        refuse: vec!["person3@example.com".into()],
+        ..Default::default()
+    });
+    let site = site(&server.url(), 6, "");
+    let out = send(&site, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("sent 5, already sent 0, failed 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(server.per_recipient().len(), 5);
+    assert_eq!(
+        server.state.rcpt_attempts.lock().unwrap()["person3@example.com"],
+        1,
+        "a 550 is never retried"
+    );
+    let s = site
+        .store()
+        .subscriber_by_email("person3@example.com")
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.status, gazette::store::Status::Bounced);
+    assert_eq!(
+        ledger(
+            &site,
+            "SELECT count(*) FROM unsubscribe_events WHERE method = 'bounce'"
+        ),
+        1
+    );
+    assert_eq!(
+        ledger(
+            &site,
+            "SELECT attempts FROM deliveries WHERE state = 'failed'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_connection_dropped_mid_data_is_retried() {
+    let server = MailServer::start(Faults::default());
+    // Cut the first two connections 3,000 bytes in: inside the first message's body.
+    let proxy = CuttingProxy::start(server.port, 2, 3000);
+    let site = site(&proxy.url(), 8, "concurrency = 1\n");
+    let out = send(&site, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let counts = server.per_recipient();
+    assert_eq!(counts.len(), 8);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    assert!(ledger(&site, "SELECT max(attempts) FROM deliveries") >= 2);
+    assert!(
+        proxy.cut.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "two cut connections, then a good one"
+    );
+}
+
+#[test]
+fn a_server_that_is_down_leaves_the_ledger_intact_for_a_later_run() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let site = site(&format!("smtp://127.0.0.1:{port}"), 5, "");
+    let out = send(&site, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("cannot reach the mail server 127.0.0.1:{port}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        ledger(
+            &site,
+            "SELECT count(*) FROM deliveries WHERE state = 'pending'"
+        ),
+        5
+    );
+
+    let server = MailServer::start(Faults::default());
+    let out = send_cmd(&site, &[])
+        .env("GAZETTE_SMTP__URL", server.url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.per_recipient().len(), 5);
+}
+
+#[test]
+fn a_second_send_of_the_same_issue_refuses_while_the_first_runs() {
+    let server = MailServer::start(Faults::default());
+    let site = site(&server.url(), 3, "");
+    // This test process stands in for a running send: it holds the lock.
+    let holder = format!(
+        "{}:{}",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim(),
+        std::process::id()
+    );
+    let store = site.store();
+    store
+        .conn()
+        .execute(
+            "INSERT INTO issues (week, subject, created_at) VALUES ('2026-W06', 's', 0)",
+            [],
+        )
+        .unwrap();
+    store
+        .conn()
+        .execute(
+            "INSERT INTO send_locks VALUES (1, ?1, 0, strftime('%s','now'))",
+            [&holder],
+        )
+        .unwrap();
+    let out = send(&site, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("being sent by {holder}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(server.received().is_empty());
+    // A lock left by a process that is gone is taken over.
+    store
+        .conn()
+        .execute(
+            "UPDATE send_locks SET holder = 'otherhost:1', heartbeat_at = 0",
+            [],
+        )
+        .unwrap();
+    assert!(send(&site, &[]).status.success());
+    assert_eq!(server.received().len(), 3);
+}
+
+#[test]
+fn test_copies_and_dry_runs_leave_the_ledger_alone() {
+    let server = MailServer::start(Faults::default());
+    let site = site(&server.url(), 3, "");
+    let out = send(&site, &["--dry-run"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out).lines().count(), 3);
+    assert!(stderr(&out).contains("3 subscribers would receive it"));
+    let out = send(&site, &["--test", "editor@news.test"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].to, vec!["editor@news.test"]);
+    let m = MessageParser::default().parse(&received[0].data).unwrap();
+    assert!(m.subject().unwrap().starts_with("[TEST] Test Weekly"));
+    assert_eq!(ledger(&site, "SELECT count(*) FROM deliveries"), 0);
+}
+
+/// Starts a send in the background to `n` subscribers through a server that takes
+/// `delay_ms` per message; returns once `wait_for` messages have arrived.
+fn slow_send(
+    delay_ms: u64,
+    n: usize,
+    extra: &str,
+    wait_for: usize,
+) -> (MailServer, Site, std::process::Child) {
+    let server = MailServer::start(Faults {
+        delay: Duration::from_millis(delay_ms),
+        ..Default::default()
+    });
+    let site = site(&server.url(), n, extra);
+    let child = send_cmd(&site, &[])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.received().len() < wait_for && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (server, site, child)
+}
+
+#[test]
+fn an_unsubscribe_during_a_send_stops_further_mail() {
+    let (server, site, mut child) = slow_send(40, 40, "concurrency = 1\n", 5);
+    site.ok(&["unsubscribe", "person30@example.com"]);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let counts = server.per_recipient();
+    assert!(!counts.contains_key("person30@example.com"));
+    assert_eq!(counts.len(), 39);
+    assert_eq!(
+        ledger(
+            &site,
+            "SELECT count(*) FROM deliveries WHERE state = 'skipped'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn after_a_kill_the_rerun_finishes_with_no_one_missing_and_duplicates_only_where_uncertain() {
+    let (server, site, mut child) = slow_send(15, 200, "on_uncertain = \"resend\"\n", 40);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = server.received().len();
+    assert!(before < 200, "the send finished before it could be killed");
+
+    let out = send(&site, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let counts = server.per_recipient();
+    let uncertain: HashSet<String> = {
+        let store = site.store();
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.was_uncertain = 1")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    for i in 1..=200 {
+        let email = format!("person{i}@example.com");
+        let n = counts.get(&email).copied().unwrap_or(0);
+        assert!(n >= 1, "{email} is missing");
+        assert!(
+            n == 1 || uncertain.contains(&email),
+            "{email} got {n} copies but was not uncertain"
+        );
+    }
+    assert!(
+        uncertain.len() <= 4,
+        "at most one in flight per connection: {uncertain:?}"
+    );
+    assert!(
+        stdout(&out).contains(&format!("uncertain {}", uncertain.len())),
+        "{}",
+        stdout(&out)
+    );
+}

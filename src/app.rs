@@ -18,9 +18,19 @@ use crate::render::{self, DigestRecord, Issue, RenderContext};
 use crate::store::{Store, StoreCounts};
 use crate::week::IsoWeek;
 
+/// Opens the database; when this creates it and `[database] seed_subscribers` is
+/// set, imports that file once.
 pub fn open_store(config: &Config) -> Result<Store> {
-    Store::open(&config.database.path)
-        .with_context(|| format!("opening database {}", config.database.path.display()))
+    let fresh = !config.database.path.exists();
+    let mut store = Store::open(&config.database.path)
+        .with_context(|| format!("opening database {}", config.database.path.display()))?;
+    if fresh {
+        if let Some(seed) = &config.database.seed_subscribers {
+            let report = import_subscribers(&mut store, seed, Utc::now())?;
+            tracing::info!("seeded the new database: {}", report.describe());
+        }
+    }
+    Ok(store)
 }
 
 /// `gazette init`: creates or upgrades the database.
@@ -371,20 +381,6 @@ pub fn explain(ranked: &Ranked) -> String {
 }
 
 // ---------------------------------------------------------------- subscribers
-
-/// Opens the database; when this creates it and `[database] seed_subscribers`
-/// is set, imports that file once.
-pub fn open_store_seeded(config: &Config, now: DateTime<Utc>) -> Result<Store> {
-    let fresh = !config.database.path.exists();
-    let mut store = open_store(config)?;
-    if fresh {
-        if let Some(seed) = &config.database.seed_subscribers {
-            let report = import_subscribers(&mut store, seed, now)?;
-            tracing::info!("seeded the new database: {}", report.describe());
-        }
-    }
-    Ok(store)
-}
 
 /// Validates an address with lettre's parser; returns it trimmed.
 pub fn valid_address(email: &str) -> Result<String, String> {

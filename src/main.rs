@@ -174,7 +174,7 @@ fn run(cli: Cli) -> Result<()> {
             dry_run,
             test,
         } => {
-            let store = app::open_store_seeded(&config, now)?;
+            let store = app::open_store(&config)?;
             let week = app::pick_week(&config, week, now);
             if dry_run {
                 let n = send::would_receive(&store, week, |email| println!("{email}"))?;
@@ -195,7 +195,7 @@ fn run(cli: Cli) -> Result<()> {
             deliver(&config, &runtime, issue, week)?;
         }
         Command::Run { week } => {
-            let mut store = app::open_store_seeded(&config, now)?;
+            let mut store = app::open_store(&config)?;
             let reports = runtime.block_on(app::fetch(&config, &mut store, now))?;
             let fetched = app::summarize_fetch(&reports);
             let week = app::pick_week(&config, week, now);
@@ -219,7 +219,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Subscribers { command } => subscribers(&config, command, now)?,
         Command::Unsubscribe { email } => {
-            let mut store = app::open_store_seeded(&config, now)?;
+            let mut store = app::open_store(&config)?;
             let s = store
                 .subscriber_by_email(&email)?
                 .with_context(|| format!("{email} is not on the list"))?;
@@ -240,7 +240,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn subscribers(config: &Config, command: SubscribersCommand, now: DateTime<Utc>) -> Result<()> {
-    let mut store = app::open_store_seeded(config, now)?;
+    let mut store = app::open_store(config)?;
     match command {
         SubscribersCommand::Add { email, name } => {
             let email = app::valid_address(&email).map_err(anyhow::Error::msg)?;

@@ -203,3 +203,109 @@ pub fn sent_size(issue: &Issue, config: &Config, week: IsoWeek) -> usize {
     .map(|m| m.formatted().len())
     .unwrap_or(issue.html.len() + issue.text.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::parse(
+            &format!(
+                "[newsletter]\nname = \"N\"\nfrom = \"n@news.test\"\nbase_url = \"https://news.test\"\npostal_address = \"x\"\ntimezone = \"UTC\"\n[[feeds]]\nurl = \"f.xml\"\n{extra}"
+            ),
+            "config.toml",
+            std::path::Path::new("."),
+            std::iter::empty(),
+        )
+        .unwrap()
+    }
+
+    /// A config that DKIM-signs with a key file holding `key`.
+    fn dkim_config(dir: &std::path::Path, key: &str) -> Config {
+        let file = dir.join("dkim.key");
+        std::fs::write(&file, key).unwrap();
+        config(&format!(
+            "[smtp.dkim]\ndomain = \"news.test\"\nselector = \"s1\"\nkey_file = {:?}\n",
+            file.display().to_string()
+        ))
+    }
+
+    /// One formatted copy of a tiny issue with `subject`, to `to` named `name`.
+    fn formatted(
+        c: &Config,
+        subject: &str,
+        to: &str,
+        name: Option<&str>,
+    ) -> Result<String, MessageError> {
+        let issue = Issue {
+            subject: subject.into(),
+            preheader: String::new(),
+            html: format!(
+                "<p>{}</p><a href=\"{}\">u</a>",
+                crate::render::GREETING,
+                crate::render::UNSUBSCRIBE_URL
+            ),
+            text: format!(
+                "{}\n{}\n",
+                crate::render::GREETING,
+                crate::render::UNSUBSCRIBE_URL
+            ),
+        };
+        let head = Letterhead::new(c, "2026-W06".parse().unwrap(), subject)?;
+        let signer = Signer::new(crate::config::Secret::new("k"), "l");
+        let to = Recipient {
+            id: 1,
+            email: to.into(),
+            name: name.map(str::to_string),
+        };
+        let m = build(
+            &issue,
+            &head,
+            &signer,
+            &to,
+            SystemTime::UNIX_EPOCH,
+            "<x@news.test>".into(),
+            false,
+        )?;
+        Ok(String::from_utf8(m.formatted()).unwrap())
+    }
+
+    #[test]
+    fn dkim_signs_when_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        // An Ed25519 key: 32 bytes, base64.
+        let c = dkim_config(dir.path(), "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+        let text = formatted(&c, "Subject", "a@example.com", None).unwrap();
+        assert!(
+            text.contains("\r\nDKIM-Signature: v=1; a=ed25519-sha256; d=news.test; s=s1;"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_bad_dkim_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dkim_config(dir.path(), "not a key");
+        let e = formatted(&c, "S", "a@example.com", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dkim.key"), "{e}");
+    }
+
+    #[test]
+    fn names_and_subjects_cannot_add_headers() {
+        let c = config("");
+        let text = formatted(
+            &c,
+            "Hi\r\nBcc: x@evil.test",
+            "a@example.com",
+            Some("A\r\nCc: y@evil.test"),
+        )
+        .unwrap();
+        assert!(
+            !text.contains("\r\nBcc:") && !text.contains("\r\nCc:"),
+            "{text}"
+        );
+        assert!(formatted(&c, "S", "not an address", None).is_err());
+    }
+}

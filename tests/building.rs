@@ -180,6 +180,20 @@ fn the_sample_issue_holds_each_seed_story_once() {
     }
     let text = std::fs::read_to_string(site.path("digests/2026-W06/digest.txt")).unwrap();
     assert!(text.contains("[9] https://fintech-news.example/"));
+    // The sample subscribers each get one message in the file outbox.
+    let outbox: Vec<_> = std::fs::read_dir(site.path("digests/2026-W06/outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let sample_subscribers = std::fs::read_to_string(site.path("sample/subscribers.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    assert_eq!(outbox.len(), sample_subscribers, "{outbox:?}");
+    assert!(site
+        .ok(&["run", "--week", "2026-W06"])
+        .contains("nothing left to send"));
     assert!(!text.contains("[10]"));
 }
 

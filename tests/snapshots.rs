@@ -104,3 +104,46 @@ fn text_of_a_fixed_issue() {
         "Test Weekly: Central bank cuts policy rate by 100 basis points"
     );
 }
+
+/// The whole message one subscriber receives, with the date, Message-ID and MIME
+/// boundary fixed.
+#[test]
+fn formatted_message_of_a_fixed_issue() {
+    use gazette::message::{self, Letterhead, Recipient};
+    let (config, issue) = fixed_issue();
+    let week = "2026-W06".parse().unwrap();
+    let head = Letterhead::new(&config, week, &issue.subject).unwrap();
+    let signer = gazette::token::Signer::new(
+        gazette::config::Secret::new("snapshot"),
+        &config.newsletter.list_id,
+    );
+    let to = Recipient {
+        id: 42,
+        email: "amina@example.com".into(),
+        name: Some("Amina Khan".into()),
+    };
+    let date = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_770_624_000);
+    let m = message::build(
+        &issue,
+        &head,
+        &signer,
+        &to,
+        date,
+        "<2026-W06.42.fixed@news.test>".into(),
+        false,
+    )
+    .unwrap();
+    let text = String::from_utf8(m.formatted()).unwrap();
+    let boundary = text
+        .split("boundary=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    insta::assert_snapshot!(
+        "message",
+        text.replace(&boundary, "BOUNDARY").replace("\r\n", "\n")
+    );
+}

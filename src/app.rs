@@ -509,3 +509,64 @@ pub fn send_started(store: &Store, week: IsoWeek) -> Result<bool> {
         )
         .map(|n| n > 0)?)
 }
+
+/// What the weekly job did.
+pub struct RunOutcome {
+    /// What to tell a person: the build, the send summary.
+    pub lines: Vec<String>,
+    /// Feeds that failed (the others were used); the job still built and sent.
+    pub fetch_error: Option<anyhow::Error>,
+    pub summary: Option<crate::send::SendSummary>,
+}
+
+/// The weekly job, as `gazette run` and the server's schedule both run it: fetch,
+/// build (unless a send of the week has begun: the issue never changes under a
+/// send), send. Idempotent: the ledger and the send lock make a second run, or a
+/// concurrent one, harmless.
+pub async fn run_job(
+    config: &Config,
+    week: IsoWeek,
+    now: DateTime<Utc>,
+    progress: std::sync::Arc<dyn crate::send::Progress>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<RunOutcome> {
+    let mut store = open_store(config)?;
+    let reports = fetch(config, &mut store, now).await?;
+    let fetch_error = summarize_fetch(&reports).err();
+    let mut lines = Vec::new();
+    let issue = if send_started(&store, week)? {
+        built_issue(config, &store, week, now)?
+    } else {
+        build(config, &store, week, now)?.map(|built| {
+            lines.push(describe_build(&built));
+            built.issue
+        })
+    };
+    drop(store);
+    let Some(issue) = issue else {
+        lines.push(format!(
+            "{week}: no stories were published that week; nothing to send"
+        ));
+        return Ok(RunOutcome {
+            lines,
+            fetch_error,
+            summary: None,
+        });
+    };
+    let summary = crate::send::send_issue(config, issue, week, progress, stop).await?;
+    lines.push(describe_send(&summary));
+    Ok(RunOutcome {
+        lines,
+        fetch_error,
+        summary: Some(summary),
+    })
+}
+
+/// The line a send ends with.
+pub fn describe_send(summary: &crate::send::SendSummary) -> String {
+    if summary.sent == 0 && summary.pending == 0 {
+        format!("{}: nothing left to send. {}", summary.week, summary.line())
+    } else {
+        summary.line()
+    }
+}

@@ -68,6 +68,8 @@ pub struct Config {
     pub fetch: Fetch,
     pub ranking: Ranking,
     pub smtp: Smtp,
+    pub server: Server,
+    pub schedule: Schedule,
     /// `GAZETTE_SECRET`: the HMAC key of every token in links.
     pub secret: Option<Secret>,
 }
@@ -177,6 +179,27 @@ pub struct Smtp {
 }
 
 #[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: std::net::SocketAddr,
+    /// `GAZETTE_SERVER__ADMIN_TOKEN`: when set, the preview needs it, from anywhere.
+    pub admin_token: Option<Secret>,
+    /// Subscribe requests one client address may make per hour.
+    pub subscribe_per_hour: u32,
+    /// How long a confirmation link stays good.
+    pub confirm_hours: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// When `serve` fetches the feeds (a cron expression in the newsletter's zone).
+    pub fetch: Option<croner::Cron>,
+    /// When `serve` runs the weekly job.
+    pub send: Option<croner::Cron>,
+    /// A send missed by more than this (the server was down) is skipped, not caught up.
+    pub max_lateness: std::time::Duration,
+}
+
+#[derive(Debug, Clone)]
 pub struct Dkim {
     pub domain: String,
     pub selector: String,
@@ -201,6 +224,49 @@ struct RawConfig {
     ranking: RawRanking,
     #[serde(default)]
     smtp: RawSmtp,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    schedule: RawSchedule,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: String,
+    subscribe_per_hour: u32,
+    confirm_hours: u32,
+    /// Only ever set from `GAZETTE_SERVER__ADMIN_TOKEN`; refused in the file.
+    admin_token: Option<Secret>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            subscribe_per_hour: 5,
+            confirm_hours: 48,
+            admin_token: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSchedule {
+    fetch: Option<String>,
+    send: Option<String>,
+    max_lateness: String,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        RawSchedule {
+            fetch: None,
+            send: None,
+            max_lateness: "1d".into(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -340,7 +406,7 @@ struct RawDkim {
 }
 
 /// Keys that hold secrets: refused in the file, accepted from the environment.
-const SECRET_KEYS: &[&str] = &["smtp.password"];
+const SECRET_KEYS: &[&str] = &["smtp.password", "server.admin_token"];
 
 impl Config {
     /// Reads and validates the config file, with the process environment laid over it.
@@ -737,6 +803,52 @@ fn validate(
         key_file: resolve(&d.key_file),
     });
 
+    let listen = raw.server.listen.parse().map_err(|_| {
+        key_error(
+            file,
+            "server.listen",
+            format!(
+                "{:?} is not an address:port like 127.0.0.1:8080",
+                raw.server.listen
+            ),
+        )
+    })?;
+    if raw.server.confirm_hours == 0 {
+        return Err(key_error(
+            file,
+            "server.confirm_hours",
+            "must be at least 1",
+        ));
+    }
+    let cron = |key: &str, v: &Option<String>| -> Result<Option<croner::Cron>, ConfigError> {
+        v.as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                v.parse::<croner::Cron>().map_err(|e| {
+                    key_error(
+                        file,
+                        key,
+                        format!("{v:?} is not a cron expression like \"0 8 * * MON\": {e}"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let schedule = Schedule {
+        fetch: cron("schedule.fetch", &raw.schedule.fetch)?,
+        send: cron("schedule.send", &raw.schedule.send)?,
+        max_lateness: humantime::parse_duration(&raw.schedule.max_lateness).map_err(|e| {
+            key_error(
+                file,
+                "schedule.max_lateness",
+                format!(
+                    "{:?} is not a duration like \"1d\" or \"12h\": {e}",
+                    raw.schedule.max_lateness
+                ),
+            )
+        })?,
+    };
+
     Ok(Config {
         base_dir: base_dir.to_path_buf(),
         newsletter: Newsletter {
@@ -780,6 +892,13 @@ fn validate(
             dkim,
             unsubscribe_mailto: s.unsubscribe_mailto,
         },
+        server: Server {
+            listen,
+            admin_token: raw.server.admin_token,
+            subscribe_per_hour: raw.server.subscribe_per_hour,
+            confirm_hours: raw.server.confirm_hours,
+        },
+        schedule,
         secret,
     })
 }

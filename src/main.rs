@@ -195,27 +195,19 @@ fn run(cli: Cli) -> Result<()> {
             deliver(&config, &runtime, issue, week)?;
         }
         Command::Run { week } => {
-            let mut store = app::open_store(&config)?;
-            let reports = runtime.block_on(app::fetch(&config, &mut store, now))?;
-            let fetched = app::summarize_fetch(&reports);
             let week = app::pick_week(&config, week, now);
-            let issue = if app::send_started(&store, week)? {
-                app::built_issue(&config, &store, week, now)?
-            } else {
-                app::build(&config, &store, week, now)?.map(|built| {
-                    println!("{}", app::describe_build(&built));
-                    built.issue
-                })
-            };
-            drop(store);
-            match issue {
-                Some(issue) => deliver(&config, &runtime, issue, week)?,
-                None => println!("{week}: no stories were published that week; nothing to send"),
+            let progress = progress(&config, week)?;
+            let outcome =
+                runtime.block_on(app::run_job(&config, week, now, progress, Arc::default()))?;
+            for line in &outcome.lines {
+                println!("{line}");
             }
-            if let Ok(lines) = &fetched {
-                tracing::info!("{lines}");
+            if let Some(e) = outcome.fetch_error {
+                return Err(e);
             }
-            fetched?;
+            if let Some(summary) = outcome.summary {
+                check_finished(&summary)?;
+            }
         }
         Command::Subscribers { command } => subscribers(&config, command, now)?,
         Command::Unsubscribe { email } => {
@@ -318,7 +310,7 @@ fn subscribers(config: &Config, command: SubscribersCommand, now: DateTime<Utc>)
     Ok(())
 }
 
-/// A progress bar on a terminal; nothing otherwise (the summary line says it all).
+/// A progress bar on a terminal.
 struct Bar(indicatif::ProgressBar);
 
 impl send::Progress for Bar {
@@ -333,17 +325,14 @@ impl send::Progress for Bar {
     }
 }
 
-fn deliver(
-    config: &Config,
-    runtime: &tokio::runtime::Runtime,
-    issue: gazette::render::Issue,
-    week: IsoWeek,
-) -> Result<()> {
+/// The progress display: a bar on a terminal, nothing otherwise (the summary line
+/// says it all). Also says when the development secret signs the links.
+fn progress(config: &Config, week: IsoWeek) -> Result<Arc<dyn send::Progress>> {
     let (_, development) = send::signer(config)?;
     if development {
         eprintln!("note: GAZETTE_SECRET is not set; the outbox's links are signed with a fixed development secret");
     }
-    let progress: Arc<dyn send::Progress> = if std::io::stderr().is_terminal() {
+    Ok(if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0).with_style(
             indicatif::ProgressStyle::with_template(
                 "{msg} {wide_bar} {pos}/{len} {per_sec} eta {eta}",
@@ -354,13 +343,11 @@ fn deliver(
         Arc::new(Bar(bar))
     } else {
         Arc::new(send::NoProgress)
-    };
-    let summary = runtime.block_on(send::send_issue(config, issue, week, progress))?;
-    if summary.sent == 0 && summary.pending == 0 {
-        println!("{week}: nothing left to send. {}", summary.line());
-    } else {
-        println!("{}", summary.line());
-    }
+    })
+}
+
+/// Exit 0 only when no delivery is left pending.
+fn check_finished(summary: &send::SendSummary) -> Result<()> {
     if summary.pending > 0 {
         anyhow::bail!(
             "{} deliveries are still pending; run send again to finish",
@@ -368,6 +355,24 @@ fn deliver(
         );
     }
     Ok(())
+}
+
+fn deliver(
+    config: &Config,
+    runtime: &tokio::runtime::Runtime,
+    issue: gazette::render::Issue,
+    week: IsoWeek,
+) -> Result<()> {
+    let progress = progress(config, week)?;
+    let summary = runtime.block_on(send::send_issue(
+        config,
+        issue,
+        week,
+        progress,
+        Arc::default(),
+    ))?;
+    println!("{}", app::describe_send(&summary));
+    check_finished(&summary)
 }
 
 fn build(

@@ -627,7 +627,7 @@ struct Shared {
     max_attempts: u32,
     sent: AtomicU64,
     in_flight: AtomicUsize,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
     fatal: Mutex<Option<SendError>>,
     consecutive_refusals: AtomicUsize,
     rate: Option<(Duration, tokio::sync::Mutex<Instant>)>,
@@ -646,11 +646,15 @@ impl Shared {
 
 /// Sends `issue` (the one built for `week`) to every active subscriber not yet
 /// sent it, and returns the ledger's account.
+///
+/// Setting `stop` ends the send early: messages already handed to the server are
+/// finished and recorded, the rest stay pending for the next run.
 pub async fn send_issue(
     config: &Config,
     issue: Issue,
     week: IsoWeek,
     progress: Arc<dyn Progress>,
+    stop: Arc<AtomicBool>,
 ) -> Result<SendSummary, SendError> {
     let (signer, _) = signer(config)?;
     let head = Letterhead::new(config, week, &issue.subject)?;
@@ -691,7 +695,7 @@ pub async fn send_issue(
         max_attempts: config.smtp.max_attempts,
         sent: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
-        stop: AtomicBool::new(false),
+        stop,
         fatal: Mutex::new(None),
         consecutive_refusals: AtomicUsize::new(0),
         rate: (config.smtp.rate > 0.0).then(|| {

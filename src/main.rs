@@ -85,6 +85,9 @@ enum Command {
     },
     /// Unsubscribe an address (recorded as done from the command line).
     Unsubscribe { email: String },
+    /// Serve unsubscribes, subscriptions, the archive and the preview, and run the
+    /// weekly schedule, until SIGTERM or Ctrl-C.
+    Serve,
 }
 
 #[derive(Subcommand)]
@@ -119,13 +122,23 @@ enum ViewsCommand {
     Import { file: PathBuf },
 }
 
+/// Quiet on success for commands; `serve` logs each request and job.
+fn default_log_level() -> &'static str {
+    if std::env::args().any(|a| a == "serve") {
+        "info"
+    } else {
+        "warn"
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GAZETTE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_level())),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     match run(cli) {
@@ -210,6 +223,24 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Subscribers { command } => subscribers(&config, command, now)?,
+        Command::Serve => {
+            // A pretended `--now` keeps running from there.
+            let started = std::time::Instant::now();
+            let clock: gazette::web::Clock = match cli.now {
+                Some(at) => Arc::new(move || {
+                    at + chrono::Duration::from_std(started.elapsed()).unwrap_or_default()
+                }),
+                None => Arc::new(Utc::now),
+            };
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.server.listen)
+                    .await
+                    .with_context(|| {
+                        format!("[server] listen: cannot listen on {}", config.server.listen)
+                    })?;
+                gazette::web::serve(config, clock, listener, shutdown_signal()).await
+            })?;
+        }
         Command::Unsubscribe { email } => {
             let mut store = app::open_store(&config)?;
             let s = store
@@ -373,6 +404,17 @@ fn deliver(
     ))?;
     println!("{}", app::describe_send(&summary));
     check_finished(&summary)
+}
+
+/// SIGTERM (systemd) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
 }
 
 fn build(

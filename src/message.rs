@@ -204,6 +204,52 @@ pub fn sent_size(issue: &Issue, config: &Config, week: IsoWeek) -> usize {
     .unwrap_or(issue.html.len() + issue.text.len())
 }
 
+/// The double opt-in mail: one link that confirms the subscription.
+pub fn confirmation(
+    config: &Config,
+    email: &str,
+    link: &str,
+    date: SystemTime,
+) -> Result<Message, MessageError> {
+    let n = &config.newsletter;
+    let address: Address =
+        email
+            .parse()
+            .map_err(|e: lettre::address::AddressError| MessageError::Address {
+                address: email.to_string(),
+                reason: e.to_string(),
+            })?;
+    let name = clean_line(&n.name);
+    let hours = config.server.confirm_hours;
+    let text = format!(
+        "Please confirm that you want {name} in your inbox every week:\n\n{link}\n\nThe link works for {hours} hours. If you did not ask for this, ignore this message: nothing will be sent to you.\n\n{}\n",
+        clean_line(&n.postal_address)
+    );
+    let html = maud::html! {
+        p { "Please confirm that you want " (name) " in your inbox every week:" }
+        p { a href=(link) style="display:inline-block;padding:12px 20px;background:#0b4f9c;color:#ffffff;text-decoration:none;font-weight:bold;" { "Confirm my subscription" } }
+        p { "The link works for " (hours) " hours. If you did not ask for this, ignore this message: nothing will be sent to you." }
+        p style="color:#4b5563;font-size:13px;" { (clean_line(&n.postal_address)) }
+    }
+    .into_string();
+    let mut builder = Message::builder()
+        .from(n.from.clone())
+        .to(Mailbox::new(None, address))
+        .subject(format!("Confirm your subscription to {name}"))
+        .date(date)
+        .message_id(Some(format!(
+            "<confirm.{:016x}@{}>",
+            fastrand::u64(..),
+            n.from.email.domain()
+        )));
+    if let Some(r) = &n.reply_to {
+        builder = builder.reply_to(r.clone());
+    }
+    builder
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map_err(|e| MessageError::Build(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

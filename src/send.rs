@@ -929,6 +929,52 @@ async fn deliver_one(
     Ok(())
 }
 
+/// A channel for a few messages outside the ledger; with the file outbox, its
+/// files go into `outbox`.
+fn single_channel(config: &Config, outbox: &Path) -> Result<Channel, SendError> {
+    if config.is_outbox() {
+        std::fs::create_dir_all(outbox).map_err(|source| SendError::Io {
+            path: outbox.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(Channel::new(config, outbox))
+}
+
+async fn channel_ready(channel: &mut Channel, config: &Config) -> Result<(), SendError> {
+    channel
+        .ready()
+        .await
+        .map_err(|reason| SendError::Unreachable {
+            server: server_label(config),
+            reason,
+        })
+}
+
+/// Sends one message outside any issue (a confirmation mail): over the configured
+/// server, or into `<output>/<outbox_name>/` with the file outbox.
+pub async fn send_one(
+    config: &Config,
+    message: &lettre::Message,
+    outbox_name: &str,
+) -> Result<String, SendError> {
+    let mut channel = single_channel(config, &config.output.dir.join(outbox_name))?;
+    channel_ready(&mut channel, config).await?;
+    let name = format!(
+        "{}-{:08x}.eml",
+        Utc::now().format("%Y%m%dT%H%M%S"),
+        fastrand::u32(..)
+    );
+    let result = channel
+        .deliver(message.envelope(), &message.formatted(), &name)
+        .await;
+    channel.close().await;
+    result.map_err(|f| SendError::Unreachable {
+        server: server_label(config),
+        reason: f.message,
+    })
+}
+
 /// `--test ADDR…`: one copy each, "[TEST]" in the subject, no ledger.
 pub async fn send_test(
     config: &Config,
@@ -938,14 +984,7 @@ pub async fn send_test(
 ) -> Result<Vec<String>, SendError> {
     let (signer, _) = signer(config)?;
     let head = Letterhead::new(config, week, &issue.subject)?;
-    let outbox = outbox_dir(config, week).join("test");
-    if config.is_outbox() {
-        std::fs::create_dir_all(&outbox).map_err(|source| SendError::Io {
-            path: outbox.display().to_string(),
-            source,
-        })?;
-    }
-    let mut channel = Channel::new(config, &outbox);
+    let mut channel = single_channel(config, &outbox_dir(config, week).join("test"))?;
     let mut report = Vec::new();
     for (i, address) in to.iter().enumerate() {
         let recipient = Recipient {
@@ -963,13 +1002,7 @@ pub async fn send_test(
             id,
             true,
         )?;
-        channel
-            .ready()
-            .await
-            .map_err(|reason| SendError::Unreachable {
-                server: server_label(config),
-                reason,
-            })?;
+        channel_ready(&mut channel, config).await?;
         match channel
             .deliver(
                 message.envelope(),

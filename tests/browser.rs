@@ -56,8 +56,8 @@ addEventListener('load', () => {
   const out = document.createElement('pre');
   out.id = 'probe';
   out.textContent = JSON.stringify({vw, scroll: document.documentElement.scrollWidth, widest: Math.ceil(widest), culprit,
-    color: getComputedStyle(document.querySelector('.summary')).color,
-    background: getComputedStyle(document.querySelector('.container')).backgroundColor});
+    color: getComputedStyle(document.querySelector('.summary') || document.body).color,
+    background: getComputedStyle(document.querySelector('.container') || document.body).backgroundColor});
   document.body.appendChild(out);
 });
 </script>"#;
@@ -69,6 +69,20 @@ pub struct Probe {
     pub culprit: String,
     pub color: String,
     pub background: String,
+}
+
+/// Probes a page given as HTML text (saved beside `dir` with the probe added).
+pub fn probe_html(
+    chromium: &Path,
+    html: &str,
+    dir: &Path,
+    name: &str,
+    width: u32,
+    dark: bool,
+) -> Probe {
+    let file = dir.join(name);
+    std::fs::write(&file, html).unwrap();
+    probe(chromium, &file, width, dark)
 }
 
 pub fn probe(chromium: &Path, html_file: &Path, width: u32, dark: bool) -> Probe {
@@ -164,4 +178,46 @@ fn sample_issue_fits_phone_and_desktop_widths_in_light_and_dark() {
         }
     }
     eprintln!("screenshots in {}", shots.display());
+}
+
+#[test]
+fn the_preview_and_the_unsubscribe_page_fit_a_phone() {
+    let Some(chromium) = chromium() else { return };
+    let site = crate::serving::sent_site(2, "");
+    let server = crate::serving::Serving::start(&site, &[], crate::util::NOW);
+    let http = reqwest::blocking::Client::new();
+    let token = crate::serving::token_of(&site, 1);
+    let shots = screenshot_dir();
+    for (name, path) in [
+        ("preview", "/preview/2026-W06?width=360".to_string()),
+        ("unsubscribe", format!("/u/{token}")),
+    ] {
+        let html = http.get(server.url(&path)).send().unwrap().text().unwrap();
+        // Served pages refer to the server for the digest frame: make that absolute.
+        let html = html.replace(
+            "src=\"/preview/",
+            &format!("src=\"{}/preview/", server.base),
+        );
+        let p = probe_html(
+            &chromium,
+            &html,
+            site.dir.path(),
+            &format!("{name}.html"),
+            360,
+            false,
+        );
+        assert!(
+            p.scroll <= p.viewport,
+            "{name}: scrolls sideways at 360 px ({} > {})",
+            p.scroll,
+            p.viewport
+        );
+        screenshot(
+            &chromium,
+            &server.url(&path),
+            360,
+            false,
+            &shots.join(format!("{name}-360.png")),
+        );
+    }
 }

@@ -9,4 +9,5 @@ mod browser;
 mod building;
 mod feeds;
 mod sending;
+mod serving;
 mod snapshots;

@@ -1,0 +1,198 @@
+//! The weekly schedule that `gazette serve` keeps. Pure: in come the `[schedule]`
+//! cron expressions, the newsletter's time zone, what has already been handled,
+//! whether a week's issue has gone out, and `now`; out come the [`Action`]s due.
+//! The server runs them (the same code as `gazette run`) and sleeps until
+//! [`Scheduler::next_wakeup`].
+//!
+//! A send time is handled once. If the server was down at that time, it catches up
+//! once on start, unless more than `max_lateness` has passed: then the week is
+//! skipped, and said so. A week whose issue has already gone out (a system cron ran
+//! `gazette run`) is left alone; if both fire at once, the send lock and the ledger
+//! keep it to one message per subscriber.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+
+use crate::config::Schedule;
+use crate::week::IsoWeek;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Fetch,
+    /// Run the weekly job for `week` (scheduled at `scheduled_at`).
+    Send {
+        week: IsoWeek,
+        scheduled_at: DateTime<Utc>,
+    },
+    /// The send at `scheduled_at` was missed by more than `max_lateness`.
+    SkipStale {
+        week: IsoWeek,
+        scheduled_at: DateTime<Utc>,
+        late_by: Duration,
+    },
+}
+
+pub struct Scheduler {
+    fetch: Option<Cron>,
+    send: Option<Cron>,
+    tz: Tz,
+    max_lateness: Duration,
+    handled_fetch: Option<DateTime<Utc>>,
+    handled_send: Option<DateTime<Utc>>,
+}
+
+fn previous(cron: &Cron, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+    cron.find_previous_occurrence(&now.with_timezone(&tz), true)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn next(cron: &Cron, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(&now.with_timezone(&tz), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl Scheduler {
+    pub fn new(schedule: &Schedule, tz: Tz) -> Scheduler {
+        Scheduler {
+            fetch: schedule.fetch.clone(),
+            send: schedule.send.clone(),
+            tz,
+            max_lateness: schedule.max_lateness,
+            handled_fetch: None,
+            handled_send: None,
+        }
+    }
+
+    /// The actions due at `now`. `is_sent(week)` says whether that week's issue has
+    /// already gone out (its send finished).
+    pub fn due(&mut self, now: DateTime<Utc>, is_sent: impl Fn(IsoWeek) -> bool) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if let Some(cron) = &self.fetch {
+            if let Some(at) = previous(cron, now, self.tz) {
+                if self.handled_fetch != Some(at) {
+                    self.handled_fetch = Some(at);
+                    actions.push(Action::Fetch);
+                }
+            }
+        }
+        if let Some(cron) = &self.send {
+            if let Some(at) = previous(cron, now, self.tz) {
+                if self.handled_send != Some(at) {
+                    self.handled_send = Some(at);
+                    // The issue a send time sends: the last week complete at that time.
+                    let week = IsoWeek::last_complete(at, self.tz);
+                    let late_by = (now - at).to_std().unwrap_or_default();
+                    if is_sent(week) {
+                        // Done already (by a system cron, or before a restart).
+                    } else if late_by > self.max_lateness {
+                        actions.push(Action::SkipStale {
+                            week,
+                            scheduled_at: at,
+                            late_by,
+                        });
+                    } else {
+                        actions.push(Action::Send {
+                            week,
+                            scheduled_at: at,
+                        });
+                    }
+                }
+            }
+        }
+        actions
+    }
+
+    /// When something is next due (at most an hour away, so a clock change or a
+    /// long sleep is noticed).
+    pub fn next_wakeup(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let hour = now + chrono::Duration::hours(1);
+        [&self.fetch, &self.send]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| next(c, now, self.tz))
+            .fold(hour, |a, b| a.min(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheduler(max_lateness_hours: u64) -> Scheduler {
+        Scheduler::new(
+            &Schedule {
+                fetch: None,
+                send: Some("0 8 * * MON".parse().unwrap()),
+                max_lateness: Duration::from_secs(max_lateness_hours * 3600),
+            },
+            "Asia/Karachi".parse().unwrap(),
+        )
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn fires_once_at_the_send_time_for_the_week_just_ended() {
+        let mut s = scheduler(24);
+        // Monday 9 Feb 2026, 08:00 in Karachi is 03:00 UTC.
+        let send_at = at("2026-02-09T03:00:00Z");
+        // Started on Sunday: last week's Monday send (2 Feb) is days late: skipped once.
+        let first = s.due(at("2026-02-08T12:00:00Z"), |_| false);
+        assert!(
+            matches!(first.as_slice(), [Action::SkipStale { .. }]),
+            "{first:?}"
+        );
+        assert_eq!(s.due(at("2026-02-09T02:59:59Z"), |_| false), vec![]);
+        assert_eq!(
+            s.due(at("2026-02-09T03:00:00Z"), |_| false),
+            vec![Action::Send {
+                week: "2026-W06".parse().unwrap(),
+                scheduled_at: send_at
+            }]
+        );
+        assert_eq!(s.due(at("2026-02-09T03:00:30Z"), |_| false), vec![]);
+        assert_eq!(s.due(at("2026-02-09T09:00:00Z"), |_| false), vec![]);
+        assert_eq!(
+            s.next_wakeup(at("2026-02-09T03:00:30Z")),
+            at("2026-02-09T04:00:30Z")
+        );
+    }
+
+    #[test]
+    fn catches_up_once_after_downtime_within_max_lateness() {
+        let mut s = scheduler(24);
+        let actions = s.due(at("2026-02-09T10:00:00Z"), |_| false);
+        assert!(
+            matches!(actions.as_slice(), [Action::Send { .. }]),
+            "{actions:?}"
+        );
+        assert_eq!(s.due(at("2026-02-09T10:05:00Z"), |_| false), vec![]);
+    }
+
+    #[test]
+    fn a_week_already_sent_by_cron_is_left_alone() {
+        let mut s = scheduler(24);
+        assert_eq!(s.due(at("2026-02-09T03:00:00Z"), |_| true), vec![]);
+    }
+
+    #[test]
+    fn a_stale_week_is_skipped() {
+        let mut s = scheduler(1);
+        let actions = s.due(at("2026-02-09T05:00:00Z"), |_| false);
+        assert_eq!(
+            actions,
+            vec![Action::SkipStale {
+                week: "2026-W06".parse().unwrap(),
+                scheduled_at: at("2026-02-09T03:00:00Z"),
+                late_by: Duration::from_secs(2 * 3600),
+            }]
+        );
+    }
+}

@@ -1,0 +1,591 @@
+//! `gazette serve` over real HTTP on loopback: one-click unsubscribe, double
+//! opt-in through a real SMTP server, the archive, the preview's guard, the
+//! schedule on an injected clock, and a graceful stop.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use gazette::store::Status;
+use reqwest::blocking::Client;
+
+use crate::mailserver::{Faults, MailServer};
+use crate::util::{fixture, stderr, Site};
+
+const SECRET: &str = "serve-secret-0123456789";
+
+/// A running server, in this process, on its own thread and runtime.
+pub struct Serving {
+    pub base: String,
+    pub clock: Arc<Mutex<DateTime<Utc>>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Serving {
+    pub fn start(site: &Site, env: &[(&str, &str)], now: &str) -> Serving {
+        let mut vars: Vec<(String, String)> = vec![("GAZETTE_SECRET".into(), SECRET.into())];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = gazette::config::Config::parse(
+            &std::fs::read_to_string(site.path("config.toml")).unwrap(),
+            "config.toml",
+            site.dir.path(),
+            vars,
+        )
+        .unwrap();
+        let clock = Arc::new(Mutex::new(now.parse::<DateTime<Utc>>().unwrap()));
+        let shared = clock.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let clock: gazette::web::Clock = Arc::new(move || *shared.lock().unwrap());
+                gazette::web::serve(config, clock, listener, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Serving {
+            base: format!("http://{addr}"),
+            clock,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn set_now(&self, now: &str) {
+        *self.clock.lock().unwrap() = now.parse().unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A site on the fixture feed with `n` subscribers whose 2026-W06 issue went out
+/// to the file outbox.
+pub fn sent_site(n: usize, extra: &str) -> Site {
+    let feed = fixture("site.rss");
+    let site = Site::new(&[feed.to_str().unwrap()], extra);
+    let mut csv = String::from("email,name\n");
+    for i in 1..=n {
+        csv += &format!("person{i}@example.com,Person {i}\n");
+    }
+    std::fs::write(site.path("people.csv"), csv).unwrap();
+    site.ok(&["subscribers", "import", "people.csv"]);
+    let out = site
+        .command(&["run", "--week", "2026-W06"])
+        .env("GAZETTE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    site
+}
+
+/// The unsubscribe token in the message sent to subscriber `id` (file outbox).
+pub fn token_of(site: &Site, id: i64) -> String {
+    let eml = std::fs::read_to_string(site.path(&format!("digests/2026-W06/outbox/{id:010}.eml")))
+        .unwrap();
+    let start = eml.find("/u/").unwrap() + 3;
+    eml[start..].split('>').next().unwrap().to_string()
+}
+
+fn status_of(site: &Site, email: &str) -> Status {
+    site.store()
+        .subscriber_by_email(email)
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+fn count(site: &Site, sql: &str) -> i64 {
+    site.store()
+        .conn()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn the_one_click_post_unsubscribes_and_a_get_does_not() {
+    let site = sent_site(3, "");
+    let server = Serving::start(&site, &[], crate::util::NOW);
+    let token = token_of(&site, 1);
+    let http = client();
+
+    let page = http.get(server.url(&format!("/u/{token}"))).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.text().unwrap();
+    assert!(
+        body.contains("person1@example.com")
+            && body.contains("Test Weekly")
+            && body.contains("method=\"post\"")
+    );
+    assert_eq!(
+        status_of(&site, "person1@example.com"),
+        Status::Active,
+        "a GET must not unsubscribe"
+    );
+
+    // Exactly what Gmail sends (RFC 8058).
+    for _ in 0..2 {
+        let r = http
+            .post(server.url(&format!("/u/{token}")))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(
+        status_of(&site, "person1@example.com"),
+        Status::Unsubscribed
+    );
+    assert_eq!(
+        count(
+            &site,
+            "SELECT count(*) FROM unsubscribe_events WHERE method = 'one-click'"
+        ),
+        1
+    );
+
+    // The page's button.
+    let r = http
+        .post(server.url(&format!("/u/{}", token_of(&site, 2))))
+        .form(&[("confirm", "page")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        status_of(&site, "person2@example.com"),
+        Status::Unsubscribed
+    );
+    assert_eq!(
+        count(
+            &site,
+            "SELECT count(*) FROM unsubscribe_events WHERE method = 'page'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn forged_truncated_and_borrowed_tokens_fail_and_change_nothing() {
+    let site = sent_site(3, "");
+    let server = Serving::start(&site, &[], crate::util::NOW);
+    let http = client();
+    let token = token_of(&site, 1);
+    let (_, mac) = token.split_once('.').unwrap();
+    let forged = format!("1.{}", "A".repeat(mac.len()));
+    let truncated = token[..token.len() - 3].to_string();
+    let borrowed = format!("3.{mac}");
+    let mut bodies = Vec::new();
+    for bad in [forged, truncated, borrowed, "nonsense".into()] {
+        for post in [false, true] {
+            let url = server.url(&format!("/u/{bad}"));
+            let r = if post {
+                http.post(url).body("List-Unsubscribe=One-Click").send()
+            } else {
+                http.get(url).send()
+            }
+            .unwrap();
+            assert_eq!(r.status(), 400, "{bad}");
+            let body = r.text().unwrap();
+            assert!(
+                !body.contains("@example.com"),
+                "a bad token revealed an address"
+            );
+            bodies.push(body);
+        }
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every bad token gets the same page"
+    );
+    assert_eq!(
+        count(
+            &site,
+            "SELECT count(*) FROM subscribers WHERE status = 'active'"
+        ),
+        3
+    );
+    assert_eq!(count(&site, "SELECT count(*) FROM unsubscribe_events"), 0);
+}
+
+#[test]
+fn subscribe_confirm_by_mail_and_the_same_answer_twice() {
+    let mail = MailServer::start(Faults::default());
+    let site = sent_site(1, "");
+    let server = Serving::start(
+        &site,
+        &[("GAZETTE_SMTP__URL", &mail.url())],
+        crate::util::NOW,
+    );
+    let http = client();
+    let home = http.get(server.url("/")).send().unwrap().text().unwrap();
+    assert!(
+        home.contains("action=\"/subscribe\""),
+        "the archive has the form"
+    );
+
+    let subscribe = |email: &str| {
+        let r = http
+            .post(server.url("/subscribe"))
+            .form(&[("email", email), ("name", "Nadia")])
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let first = subscribe("nadia@example.com");
+    assert_eq!(first.0, 200);
+    assert_eq!(status_of(&site, "nadia@example.com"), Status::Pending);
+    // Known, unknown, active: one answer.
+    assert_eq!(subscribe("NADIA@example.com"), first);
+    assert_eq!(subscribe("person1@example.com"), first);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mail
+        .per_recipient()
+        .get("nadia@example.com")
+        .copied()
+        .unwrap_or(0)
+        < 2
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !mail.per_recipient().contains_key("person1@example.com"),
+        "an active subscriber gets no confirmation"
+    );
+    let received = mail.received();
+    let confirmation = received
+        .iter()
+        .find(|r| r.to == vec!["nadia@example.com".to_string()])
+        .unwrap();
+    let m = mail_parser::MessageParser::default()
+        .parse(&confirmation.data)
+        .unwrap();
+    let text = m.body_text(0).unwrap();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.starts_with("https://news.test/letter/confirm/"))
+        .unwrap();
+    let path = link.trim_start_matches("https://news.test/letter");
+
+    // A tampered link does nothing.
+    let r = http.get(server.url(&format!("{path}x"))).send().unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(status_of(&site, "nadia@example.com"), Status::Pending);
+    let r = http.get(server.url(path)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(status_of(&site, "nadia@example.com"), Status::Active);
+
+    // Back after unsubscribing: only the confirmation makes them active again.
+    site.ok(&["unsubscribe", "nadia@example.com"]);
+    assert_eq!(subscribe("nadia@example.com"), first);
+    assert_eq!(status_of(&site, "nadia@example.com"), Status::Unsubscribed);
+}
+
+#[test]
+fn confirmation_links_expire() {
+    let site = sent_site(1, "\n[server]\nconfirm_hours = 1\n");
+    let server = Serving::start(&site, &[], crate::util::NOW);
+    let http = client();
+    http.post(server.url("/subscribe"))
+        .form(&[("email", "late@example.com")])
+        .send()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dir = site.path("digests/confirmations");
+    while !dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let eml = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(eml).unwrap().replace("=\r\n", "");
+    let start = text.find("/confirm/").unwrap();
+    let path: String = text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"')
+        .collect();
+    server.set_now("2026-02-12T11:00:00Z");
+    assert_eq!(http.get(server.url(&path)).send().unwrap().status(), 400);
+    assert_eq!(status_of(&site, "late@example.com"), Status::Pending);
+}
+
+#[test]
+fn the_subscribe_form_is_rate_limited_per_client() {
+    let site = sent_site(1, "\n[server]\nsubscribe_per_hour = 3\n");
+    let server = Serving::start(&site, &[], crate::util::NOW);
+    let http = client();
+    let codes: Vec<u16> = (0..5)
+        .map(|i| {
+            http.post(server.url("/subscribe"))
+                .form(&[("email", format!("x{i}@example.com"))])
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(codes, vec![200, 200, 200, 429, 429]);
+}
+
+#[test]
+fn the_archive_and_feed_list_a_sent_issue() {
+    let site = sent_site(2, "");
+    let server = Serving::start(&site, &[], crate::util::NOW);
+    let http = client();
+    let home = http.get(server.url("/")).send().unwrap().text().unwrap();
+    assert!(home.contains("href=\"/issues/2026-W06\""), "{home}");
+    let issue = http.get(server.url("/issues/2026-W06")).send().unwrap();
+    assert_eq!(issue.status(), 200);
+    let html = issue.text().unwrap();
+    assert!(html.contains("Central bank cuts policy rate"));
+    assert!(
+        !html.contains("{{gazette:") && !html.contains("/u/"),
+        "personal links removed"
+    );
+    let feed = http.get(server.url("/feed.xml")).send().unwrap();
+    assert!(feed.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/atom+xml"));
+    let feed = feed.text().unwrap();
+    assert!(
+        feed.contains("<entry>") && feed.contains("https://news.test/letter/issues/2026-W06"),
+        "{feed}"
+    );
+    assert_eq!(
+        http.get(server.url("/issues/2026-W05"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        http.get(server.url("/healthz")).send().unwrap().status(),
+        200
+    );
+}
+
+#[test]
+fn the_preview_needs_the_admin_token_when_one_is_set() {
+    let site = sent_site(1, "");
+    let http = client();
+    let open = Serving::start(&site, &[], crate::util::NOW);
+    let page = http.get(open.url("/preview/2026-W06")).send().unwrap();
+    assert_eq!(page.status(), 200, "loopback without a token configured");
+    let body = page.text().unwrap();
+    assert!(
+        body.contains("Candidates")
+            && body.contains("Gmail")
+            && body.contains("Central bank cuts policy rate")
+    );
+    drop(open);
+
+    let guarded = Serving::start(
+        &site,
+        &[("GAZETTE_SERVER__ADMIN_TOKEN", "editor-token")],
+        crate::util::NOW,
+    );
+    assert_eq!(
+        http.get(guarded.url("/preview")).send().unwrap().status(),
+        403
+    );
+    assert_eq!(
+        http.get(guarded.url("/preview/2026-W06?token=wrong"))
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        http.get(guarded.url("/preview/2026-W06/digest.html"))
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        http.get(guarded.url("/preview/2026-W06?token=editor-token"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = http
+        .get(guarded.url("/preview/2026-W06"))
+        .bearer_auth("editor-token")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// A site whose weekly send is scheduled for Monday 08:00 UTC, mailing `n`
+/// subscribers through `mail`.
+fn scheduled_site(mail: &MailServer, n: usize, max_lateness: &str) -> Site {
+    let feed = fixture("site.rss");
+    let site = Site::new(
+        &[feed.to_str().unwrap()],
+        &format!("\n[smtp]\nurl = {:?}\n\n[schedule]\nsend = \"0 8 * * MON\"\nmax_lateness = {max_lateness:?}\n", mail.url()),
+    );
+    let mut csv = String::from("email,name\n");
+    for i in 1..=n {
+        csv += &format!("person{i}@example.com,\n");
+    }
+    std::fs::write(site.path("people.csv"), csv).unwrap();
+    site.ok(&["subscribers", "import", "people.csv"]);
+    site
+}
+
+fn wait_for(what: impl Fn() -> bool, seconds: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !what() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+#[test]
+fn the_schedule_sends_once_even_when_cron_races_it() {
+    let mail = MailServer::start(Faults::default());
+    let site = scheduled_site(&mail, 30, "1d");
+    // Sunday evening: nothing due (last Monday's send is long past: skipped).
+    let server = Serving::start(&site, &[], "2026-02-08T20:00:00Z");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(mail.received().is_empty());
+    // Monday 08:00: the scheduler fires, and a system cron's `gazette run` too.
+    let mut cron = site.command(&["run"]);
+    cron.arg("--now")
+        .arg("2026-02-09T08:00:00Z")
+        .env("GAZETTE_SECRET", SECRET)
+        .env("GAZETTE_SMTP__URL", mail.url());
+    server.set_now("2026-02-09T08:00:00Z");
+    let cron_out = cron.output().unwrap();
+    assert!(
+        wait_for(|| mail.received().len() >= 30, 20),
+        "the schedule did not send"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    server.set_now("2026-02-09T08:30:00Z");
+    std::thread::sleep(Duration::from_millis(1500));
+    let counts = mail.per_recipient();
+    assert_eq!(counts.len(), 30);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    // The cron run either sent some or found the issue locked or done.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&cron_out.stdout),
+        stderr(&cron_out)
+    );
+    assert!(said.contains("2026-W06"), "{said}");
+}
+
+#[test]
+fn a_send_missed_by_more_than_max_lateness_is_skipped() {
+    let mail = MailServer::start(Faults::default());
+    let site = scheduled_site(&mail, 3, "1h");
+    // Up again on Monday at 10:00: the 08:00 send is two hours late.
+    let server = Serving::start(&site, &[], "2026-02-09T10:00:00Z");
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(mail.received().is_empty());
+    assert_eq!(count(&site, "SELECT count(*) FROM deliveries"), 0);
+    drop(server);
+    // Within max_lateness it catches up once.
+    let site = scheduled_site(&mail, 3, "4h");
+    let _server = Serving::start(&site, &[], "2026-02-09T10:00:00Z");
+    assert!(wait_for(|| mail.received().len() >= 3, 20));
+}
+
+#[test]
+fn sigterm_finishes_and_records_the_deliveries_in_flight() {
+    let mail = MailServer::start(Faults {
+        delay: Duration::from_millis(30),
+        ..Default::default()
+    });
+    let site = scheduled_site(&mail, 60, "1d");
+    let mut child = site
+        .command(&["serve"])
+        .arg("--now")
+        .arg("2026-02-09T08:00:00Z")
+        .env("GAZETTE_SECRET", SECRET)
+        .env("GAZETTE_SERVER__LISTEN", "127.0.0.1:0")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(|| mail.received().len() >= 5, 20),
+        "the scheduled send did not start"
+    );
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert_eq!(
+        count(
+            &site,
+            "SELECT count(*) FROM deliveries WHERE state = 'sending'"
+        ),
+        0,
+        "nothing left in flight"
+    );
+    let sent = count(
+        &site,
+        "SELECT count(*) FROM deliveries WHERE state = 'sent'",
+    ) as usize;
+    assert_eq!(
+        sent,
+        mail.received().len(),
+        "every message the server took is recorded"
+    );
+    assert!(sent < 60, "the send stopped early");
+}

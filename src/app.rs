@@ -285,6 +285,8 @@ pub struct Built {
     pub record: DigestRecord,
     pub dir: std::path::PathBuf,
     pub sent_size: usize,
+    /// Stories left out so Gmail does not clip the issue.
+    pub left_out: Vec<String>,
 }
 
 /// `gazette build`: ranks the week and writes `digests/<week>/`. `Ok(None)` (and
@@ -298,31 +300,82 @@ pub fn build(
     let Some(ranked) = rank_week(config, store, week, now)? else {
         return Ok(None);
     };
+    let fitted = render_fitting(config, week, ranked.selection, &ranked.choices)?;
+    let record = DigestRecord {
+        week,
+        built_at: now,
+        subject: fitted.issue.subject.clone(),
+        preheader: fitted.issue.preheader.clone(),
+        html_bytes: fitted.issue.html.len(),
+        editor: ranked.choices,
+        selection: fitted.selection,
+    };
+    let dir = config.week_dir(&week);
+    digest::write_issue(&dir, &fitted.issue, &record)?;
+    Ok(Some(Built {
+        week,
+        issue: fitted.issue,
+        record,
+        dir,
+        sent_size: fitted.sent_size,
+        left_out: fitted.left_out,
+    }))
+}
+
+/// Gmail clips messages past about 102 KB; builds keep a margin under it.
+pub const CLIP_GUARD_BYTES: usize = 100 * 1024;
+
+/// An issue rendered to fit: see [`render_fitting`].
+pub struct Fitted {
+    pub issue: Issue,
+    pub selection: Selection,
+    pub sent_size: usize,
+    /// Titles left out to stay under [`CLIP_GUARD_BYTES`], lowest-ranked first.
+    pub left_out: Vec<String>,
+}
+
+/// Renders the selection; while the message as sent would pass
+/// [`CLIP_GUARD_BYTES`], leaves out the lowest-ranked story that is not pinned
+/// and renders again.
+pub fn render_fitting(
+    config: &Config,
+    week: IsoWeek,
+    mut selection: Selection,
+    choices: &rank::EditorChoices,
+) -> Result<Fitted> {
     let ctx = RenderContext {
         newsletter: &config.newsletter,
         week,
         summary_chars: config.ranking.summary_chars,
     };
-    let issue = render::render(&ranked.selection, &ranked.choices, &ctx)?;
-    let sent_size = crate::message::sent_size(&issue, config, week);
-    let record = DigestRecord {
-        week,
-        built_at: now,
-        subject: issue.subject.clone(),
-        preheader: issue.preheader.clone(),
-        html_bytes: issue.html.len(),
-        editor: ranked.choices,
-        selection: ranked.selection,
-    };
-    let dir = config.week_dir(&week);
-    digest::write_issue(&dir, &issue, &record)?;
-    Ok(Some(Built {
-        week,
-        issue,
-        record,
-        dir,
-        sent_size,
-    }))
+    let mut left_out = Vec::new();
+    loop {
+        let issue = render::render(&selection, choices, &ctx)?;
+        let sent_size = crate::message::sent_size(&issue, config, week);
+        let last_unpinned = selection
+            .picks
+            .iter()
+            .rposition(|c| c.verdict != rank::Verdict::Pinned);
+        match last_unpinned {
+            Some(i) if sent_size > CLIP_GUARD_BYTES && selection.picks.len() > 1 => {
+                let mut c = selection.picks.remove(i);
+                c.verdict = rank::Verdict::Clipped;
+                c.reason = format!(
+                    "left out so Gmail does not clip the issue ({sent_size} bytes as sent with it)"
+                );
+                left_out.push(c.title.clone());
+                selection.others.insert(0, c);
+            }
+            _ => {
+                return Ok(Fitted {
+                    issue,
+                    selection,
+                    sent_size,
+                    left_out,
+                })
+            }
+        }
+    }
 }
 
 /// One line about a build, and a warning when Gmail would clip it.
@@ -335,6 +388,12 @@ pub fn describe_build(built: &Built) -> String {
         built.sent_size,
         built.dir.display()
     );
+    if !built.left_out.is_empty() {
+        s += &format!(
+            "\nleft out so Gmail does not clip the issue (over {CLIP_GUARD_BYTES} bytes as sent): {}",
+            built.left_out.join("; ")
+        );
+    }
     if built.sent_size > render::GMAIL_CLIP_BYTES {
         s += &format!(
             "\nwarning: at {} bytes as sent, Gmail will clip this issue (limit about {} bytes); lower [ranking] stories or summary_chars",

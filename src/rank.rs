@@ -98,6 +98,8 @@ pub enum Verdict {
     Dropped,
     Capped,
     BelowCut,
+    /// Picked, then left out so the message stays under Gmail's clipping size.
+    Clipped,
 }
 
 impl Verdict {

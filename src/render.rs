@@ -147,12 +147,14 @@ body { margin: 0; padding: 0; background-color: #eef1f5; -webkit-text-size-adjus
 .topnote { padding: 12px 24px 0 24px; font-family: Arial, Helvetica, sans-serif; font-size: 12px; line-height: 18px; color: #4b5563; text-align: right; }
 .prose { padding: 8px 24px 8px 24px; font-family: Arial, Helvetica, sans-serif; font-size: 16px; line-height: 24px; color: #1f2937; }
 .story { padding: 20px 24px 20px 24px; border-top: 1px solid #d8dde4; }
-.kicker { font-family: Arial, Helvetica, sans-serif; font-size: 12px; line-height: 18px; color: #4b5563; text-transform: uppercase; letter-spacing: 0.5px; margin: 0 0 6px 0; }
+.kicker { font-family: Arial, Helvetica, sans-serif; font-size: 12px; line-height: 18px; color: #4b5563; letter-spacing: 0.5px; margin: 0 0 6px 0; }
 .headline { font-family: Georgia, 'Times New Roman', serif; font-size: 21px; line-height: 28px; font-weight: bold; margin: 0 0 8px 0; }
 .headline a { color: #0b4f9c; text-decoration: none; }
 .summary { font-family: Arial, Helvetica, sans-serif; font-size: 16px; line-height: 24px; color: #1f2937; margin: 0 0 10px 0; }
 .more { font-family: Arial, Helvetica, sans-serif; font-size: 15px; line-height: 22px; font-weight: bold; margin: 0; }
 .more a { color: #0b4f9c; text-decoration: underline; display: inline-block; padding: 11px 0; }
+.button { border-radius: 4px; background-color: #0b4f9c; }
+.button-link { display: inline-block; padding: 12px 22px; font-family: Arial, Helvetica, sans-serif; font-size: 16px; line-height: 20px; font-weight: bold; color: #ffffff; text-decoration: none; border-radius: 4px; }
 .hero { display: block; width: 100%; max-width: 552px; height: auto; border: 0; margin: 0 0 14px 0; }
 .footer { padding: 20px 24px 28px 24px; border-top: 1px solid #d8dde4; font-family: Arial, Helvetica, sans-serif; font-size: 13px; line-height: 20px; color: #4b5563; }
 .footer a { color: #0b4f9c; text-decoration: underline; }
@@ -173,10 +175,9 @@ const MEDIA_CSS: &str = r#"
   .masthead, .prose, .summary { color: #eef1f5 !important; }
   .dates, .kicker, .topnote, .footer { color: #c3cad3 !important; }
   .headline a, .more a, .footer a, a { color: #8fc1ff !important; }
+  .button-link { color: #ffffff !important; }
   .story, .footer { border-top-color: #34404d !important; }
 }
-[data-ogsc] .masthead, [data-ogsc] .prose, [data-ogsc] .summary { color: #eef1f5 !important; }
-[data-ogsc] .headline a, [data-ogsc] .more a, [data-ogsc] .footer a { color: #8fc1ff !important; }
 "#;
 
 /// Renders the issue once. The result holds [`GREETING`] and [`UNSUBSCRIBE_URL`].
@@ -192,7 +193,8 @@ pub fn render(
         .load_remote_stylesheets(false)
         .build()
         .inline(&html)
-        .map_err(|e| RenderError::Inline(e.to_string()))?;
+        .map_err(|e| RenderError::Inline(e.to_string()))?
+        .replace(" data-css-inline=\"keep\"", "");
     let text = render_text(selection, choices, ctx);
     Ok(Issue {
         subject,
@@ -210,7 +212,8 @@ fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
     if let Some(topic) = &c.topic {
         kicker.push(untrusted(topic));
     }
-    let kicker = kicker.join(" · ");
+    // Upper case here, not with text-transform, which some clients drop.
+    let kicker = kicker.join(" · ").to_uppercase();
     html! {
         tr { td class="story" {
             @if lead {
@@ -225,7 +228,17 @@ fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
             @if !summary.is_empty() {
                 p class="summary" dir="auto" { (summary) }
             }
-            p class="more" { a href=(c.url) { "Read the story →" } }
+            @if lead {
+                // A bulletproof button: the cell carries the colour, so Outlook's
+                // Word renderer, which ignores padding on links, still shows it.
+                table role="presentation" cellpadding="0" cellspacing="0" border="0" {
+                    tr { td class="button" bgcolor="#0b4f9c" {
+                        a class="button-link" href=(c.url) { "Read the story →" }
+                    } }
+                }
+            } @else {
+                p class="more" { a href=(c.url) { "Read the story →" } }
+            }
         } }
     }
 }

@@ -612,15 +612,8 @@ fn preview_data(
         let Some(ranked) = app::rank_week(config, store, week, now)? else {
             return Ok(None);
         };
-        let ctx = render::RenderContext {
-            newsletter: &config.newsletter,
-            week,
-            summary_chars: config.ranking.summary_chars,
-        };
-        (
-            render::render(&ranked.selection, &ranked.choices, &ctx)?,
-            ranked.selection,
-        )
+        let fitted = app::render_fitting(config, week, ranked.selection, &ranked.choices)?;
+        (fitted.issue, fitted.selection)
     };
     Ok(Some(PreviewData {
         week,

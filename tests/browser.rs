@@ -133,43 +133,41 @@ pub fn screenshot_dir() -> PathBuf {
     dir
 }
 
-#[test]
-fn sample_issue_fits_phone_and_desktop_widths_in_light_and_dark() {
-    let Some(chromium) = chromium() else { return };
-    let site = crate::util::Site::sample();
-    site.ok(&["run", "--week", "2026-W06"]);
-    let html = site.path("digests/2026-W06/digest.html");
+/// Measures a digest at each width, light and dark: it must not scroll sideways
+/// nor have anything wider than the viewport. Screenshots are saved as
+/// `<prefix>-<width>[-dark].png`; `each` sees every measurement.
+pub fn check_digest(
+    chromium: &Path,
+    html: &Path,
+    widths: &[u32],
+    prefix: &str,
+    mut each: impl FnMut(&str, bool, &Probe),
+) {
     let shots = screenshot_dir();
-    for width in [360, 800] {
+    for &width in widths {
         for dark in [false, true] {
-            let p = probe(&chromium, &html, width, dark);
+            let p = probe(chromium, html, width, dark);
+            let label = format!("{width}px {}", if dark { "dark" } else { "light" });
             assert!(
                 p.scroll <= p.viewport,
-                "{width}px dark={dark}: the page scrolls sideways ({} > {})",
+                "{label}: the page scrolls sideways ({} > {})",
                 p.scroll,
                 p.viewport
             );
             assert!(
                 p.widest <= p.viewport,
-                "{width}px dark={dark}: {} overflows ({} > {})",
+                "{label}: {} overflows ({} > {})",
                 p.culprit,
                 p.widest,
                 p.viewport
             );
-            if dark {
-                assert_ne!(
-                    p.background, "rgb(255, 255, 255)",
-                    "dark mode keeps a white card"
-                );
-            } else {
-                assert_eq!(p.color, "rgb(31, 41, 55)");
-            }
+            each(&label, dark, &p);
             let png = shots.join(format!(
-                "digest-{width}{}.png",
+                "{prefix}-{width}{}.png",
                 if dark { "-dark" } else { "" }
             ));
             screenshot(
-                &chromium,
+                chromium,
                 &format!("file://{}", html.display()),
                 width,
                 dark,
@@ -178,6 +176,24 @@ fn sample_issue_fits_phone_and_desktop_widths_in_light_and_dark() {
         }
     }
     eprintln!("screenshots in {}", shots.display());
+}
+
+#[test]
+fn sample_issue_fits_phone_and_desktop_widths_in_light_and_dark() {
+    let Some(chromium) = chromium() else { return };
+    let site = crate::util::Site::sample();
+    site.ok(&["run", "--week", "2026-W06"]);
+    let html = site.path("digests/2026-W06/digest.html");
+    check_digest(&chromium, &html, &[360, 800], "digest", |label, dark, p| {
+        if dark {
+            assert_ne!(
+                p.background, "rgb(255, 255, 255)",
+                "{label}: dark mode keeps a white card"
+            );
+        } else {
+            assert_eq!(p.color, "rgb(31, 41, 55)", "{label}");
+        }
+    });
 }
 
 #[test]

@@ -225,3 +225,57 @@ fn views_import_command_feeds_ranking() {
     let err = stderr(&site.run(&["views", "import", "bad.csv"]));
     assert!(err.contains("bad.csv: line 3"), "{err}");
 }
+
+#[test]
+fn an_issue_gmail_would_clip_drops_its_lowest_ranked_stories_but_never_a_pin() {
+    let mut items = String::new();
+    for i in 0..40 {
+        let words: String = (0..400)
+            .map(|w| format!("word{} ", (w * 7 + i) % 97))
+            .collect();
+        items += &format!(
+            "<item><title>Long story number {i} about subject {i}</title><link>https://long.test/{i}</link><guid>{i}</guid>\
+             <pubDate>Wed, 04 Feb 2026 {:02}:00:00 +0000</pubDate><description>{words}</description></item>",
+            i % 24
+        );
+    }
+    let site = Site::new(
+        &["long.xml"],
+        "\n[ranking]\nstories = 40\nsummary_chars = 3000\nmax_per_topic = 0\n",
+    );
+    std::fs::write(site.path("long.xml"), format!("<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>L</title>{items}</channel></rss>")).unwrap();
+    site.ok(&["fetch"]);
+    // The earliest story ranks last: pin it.
+    std::fs::create_dir_all(site.path("digests/2026-W06")).unwrap();
+    std::fs::write(
+        site.path("digests/2026-W06/issue.toml"),
+        "pin = [\"https://long.test/0\"]\n",
+    )
+    .unwrap();
+    let out = site.ok(&["build", "--week", "2026-W06"]);
+    assert!(
+        out.contains("left out so Gmail does not clip the issue"),
+        "{out}"
+    );
+    let json = site.digest_json("2026-W06");
+    let picks = pick_urls(&json);
+    assert!(picks.len() < 40 && picks.len() > 1, "{}", picks.len());
+    assert_eq!(picks[0], "https://long.test/0", "the pin stays, first");
+    let clipped = json["selection"]["others"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == "clipped")
+        .count();
+    assert_eq!(clipped, 40 - picks.len());
+    let size: usize = out
+        .split(" bytes as sent")
+        .next()
+        .unwrap()
+        .rsplit(", ")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(size <= 100 * 1024, "{size}");
+}

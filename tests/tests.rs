@@ -8,6 +8,7 @@ mod util;
 mod browser;
 mod building;
 mod feeds;
+mod inbox;
 mod sending;
 mod serving;
 mod snapshots;

@@ -110,6 +110,33 @@ CREATE TABLE send_locks (
     heartbeat_at INTEGER NOT NULL
 );
 
+-- migration: 2
+-- Delivery reports and complaints, one row per report read (re-reading one
+-- changes nothing); addresses erased on request, kept only as a salted hash so an
+-- import can never mail them again; when each delivery was claimed (ms), so an
+-- audit can tell a message started before or after an unsubscribe.
+CREATE TABLE bounce_events (
+    id            INTEGER PRIMARY KEY,
+    report_key    TEXT NOT NULL UNIQUE,     -- the report's Message-ID, or a hash of it
+    subscriber_id INTEGER REFERENCES subscribers(id),
+    issue_id      INTEGER REFERENCES issues(id),
+    kind          TEXT NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),
+    status        TEXT,                     -- 5.1.1, 4.2.2, or the feedback type
+    detail        TEXT,
+    at            INTEGER NOT NULL
+);
+CREATE INDEX bounce_events_by_subscriber ON bounce_events(subscriber_id, kind);
+CREATE TABLE suppressed (
+    email_hash TEXT PRIMARY KEY,
+    at         INTEGER NOT NULL
+);
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('suppression_salt', lower(hex(randomblob(16))));
+ALTER TABLE deliveries ADD COLUMN claimed_at_ms INTEGER;
+
 -- query: feed_upsert
 INSERT INTO feeds (url, name) VALUES (?1, ?2)
 ON CONFLICT (url) DO UPDATE SET name = excluded.name
@@ -265,7 +292,8 @@ SELECT min(next_attempt_at) FROM deliveries WHERE issue_id = ?1 AND state = 'pen
 -- Claims one delivery for sending, only while the subscriber is still active: an
 -- unsubscribe committed before this statement means no message.
 -- query: delivery_claim
-UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ?3
+UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ?3,
+    claimed_at_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER)
 WHERE issue_id = ?1 AND subscriber_id = ?2 AND state = 'pending'
   AND EXISTS (SELECT 1 FROM subscribers WHERE id = ?2 AND status = 'active');
 
@@ -298,3 +326,42 @@ SELECT s.id, s.email, s.name FROM subscribers s
 LEFT JOIN deliveries d ON d.subscriber_id = s.id AND d.issue_id = ?1
 WHERE s.status = 'active' AND (d.state IS NULL OR d.state = 'pending') AND s.id > ?2
 ORDER BY s.id LIMIT ?3;
+
+-- query: bounce_event_insert
+INSERT INTO bounce_events (report_key, subscriber_id, issue_id, kind, status, detail, at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (report_key) DO NOTHING;
+
+-- Soft bounces of a subscriber, counted once per issue.
+-- query: soft_bounce_issues
+SELECT count(DISTINCT coalesce(issue_id, -id)) FROM bounce_events WHERE subscriber_id = ?1 AND kind = 'soft';
+
+-- query: delivery_by_message_id
+SELECT issue_id, subscriber_id FROM deliveries WHERE message_id = ?1;
+
+-- query: suppression_salt
+SELECT value FROM meta WHERE key = 'suppression_salt';
+
+-- query: suppressed_insert
+INSERT INTO suppressed (email_hash, at) VALUES (?1, ?2) ON CONFLICT (email_hash) DO NOTHING;
+
+-- query: suppressed_get
+SELECT 1 FROM suppressed WHERE email_hash = ?1;
+
+-- query: suppressed_delete
+DELETE FROM suppressed WHERE email_hash = ?1;
+
+-- query: export_deliveries
+SELECT i.week, d.state, d.attempts, d.last_error, d.smtp_reply, d.message_id, d.updated_at
+FROM deliveries d JOIN issues i ON i.id = d.issue_id WHERE d.subscriber_id = ?1 ORDER BY i.week;
+
+-- query: export_unsubscribe_events
+SELECT e.at, e.method, i.week FROM unsubscribe_events e LEFT JOIN issues i ON i.id = e.issue_id
+WHERE e.subscriber_id = ?1 ORDER BY e.id;
+
+-- query: export_bounce_events
+SELECT b.at, b.kind, b.status, b.detail, i.week FROM bounce_events b LEFT JOIN issues i ON i.id = b.issue_id
+WHERE b.subscriber_id = ?1 ORDER BY b.id;
+
+-- query: subscriber_delete_bounces
+DELETE FROM bounce_events WHERE subscriber_id = ?1;

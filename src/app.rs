@@ -522,6 +522,12 @@ pub fn import_subscribers(
             report.existing += 1;
             continue;
         }
+        if crate::store::is_suppressed(&tx, &email)? {
+            report
+                .bad
+                .push(format!("{file}: line {line}: {email} was erased at its owner's request and may not be added again"));
+            continue;
+        }
         let name = name_col
             .and_then(|c| record.get(c))
             .map(feed::clean_line)
@@ -628,4 +634,291 @@ pub fn describe_send(summary: &crate::send::SendSummary) -> String {
     } else {
         summary.line()
     }
+}
+
+// ---------------------------------------------------------------- bounces
+
+/// What reading bounce mail came to, one line per message.
+#[derive(Debug, Default)]
+pub struct BounceImport {
+    pub applied: Vec<String>,
+    /// Reports already read before: nothing changed.
+    pub repeated: usize,
+    /// Reports whose subscriber could not be found, and mail that is no report.
+    pub unmatched: Vec<String>,
+}
+
+impl BounceImport {
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} applied, {} already read, {} not recognised or not matched",
+            self.applied.len(),
+            self.repeated,
+            self.unmatched.len()
+        );
+        for line in self.applied.iter().chain(&self.unmatched) {
+            s += &format!("\n  {line}");
+        }
+        s
+    }
+}
+
+/// The issue a Message-ID of ours names: `<2026-W06.<id>.<random>@domain>`.
+fn issue_of_message_id(store: &Store, message_id: &str) -> Result<Option<i64>> {
+    let week = message_id
+        .trim_start_matches('<')
+        .split('.')
+        .next()
+        .unwrap_or("");
+    if week.parse::<IsoWeek>().is_err() {
+        return Ok(None);
+    }
+    use rusqlite::OptionalExtension;
+    Ok(store
+        .conn()
+        .query_row("SELECT id FROM issues WHERE week = ?1", [week], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// `gazette bounces import PATH`: reads delivery reports and complaints and
+/// applies the policy: a hard bounce (5.x.x) marks the subscriber bounced; soft
+/// ones (4.x.x) count, and `[bounces] soft_limit` of them from different issues
+/// mark them bounced; a complaint unsubscribes and marks them complained.
+pub fn import_bounces(
+    config: &Config,
+    store: &mut Store,
+    path: &Path,
+    now: DateTime<Utc>,
+) -> Result<BounceImport> {
+    use crate::bounce::{self, Kind};
+    use crate::store::{query, Status, UnsubscribeMethod};
+    use rusqlite::{params, OptionalExtension};
+    let (signer, _) = crate::send::signer(config)?;
+    let messages =
+        bounce::messages_at(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = BounceImport::default();
+    for (label, raw) in messages {
+        let report = bounce::read(&raw);
+        let seen: bool = store.conn().query_row(
+            "SELECT count(*) > 0 FROM bounce_events WHERE report_key IN (?1, ?1 || '#0')",
+            [&report.key],
+            |r| r.get(0),
+        )?;
+        if seen {
+            out.repeated += 1;
+            continue;
+        }
+        let events: Vec<(Option<String>, &'static str, String, Option<String>)> = match &report.kind
+        {
+            Kind::Unrecognised(why) => {
+                out.unmatched.push(format!(
+                    "{label}: not recognised ({why}): {:?}",
+                    report.subject
+                ));
+                continue;
+            }
+            Kind::Bounce(recipients) => recipients
+                .iter()
+                .filter(|r| r.is_hard() || r.is_soft())
+                .map(|r| {
+                    let kind = if r.is_hard() { "hard" } else { "soft" };
+                    (
+                        r.address.clone(),
+                        kind,
+                        r.status.clone(),
+                        r.diagnostic.clone(),
+                    )
+                })
+                .collect(),
+            Kind::Complaint {
+                feedback_type,
+                recipient,
+            } => {
+                vec![(recipient.clone(), "complaint", feedback_type.clone(), None)]
+            }
+        };
+        if events.is_empty() {
+            out.unmatched.push(format!(
+                "{label}: a delivery report with no failure in it (nothing to do)"
+            ));
+            continue;
+        }
+        // Who: the VERP address, the original Message-ID, the original's
+        // unsubscribe token, then the failed address itself.
+        let by_message: Option<(i64, i64)> = match &report.original.message_id {
+            Some(id) => store
+                .conn()
+                .prepare_cached(query("delivery_by_message_id"))?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?,
+            None => None,
+        };
+        let by_verp = report
+            .delivered_to
+            .iter()
+            .find_map(|a| bounce::verp_subscriber(&signer, a));
+        let by_token = report.original.list_unsubscribe.as_deref().and_then(|h| {
+            h.split(['<', '>', ','])
+                .filter_map(|u| u.trim().rsplit_once("/u/").map(|(_, t)| t.to_string()))
+                .find_map(|t| signer.verify_unsubscribe(&t))
+        });
+        let issue_id = match (by_message, &report.original.message_id) {
+            (Some((issue, _)), _) => Some(issue),
+            (None, Some(id)) => issue_of_message_id(store, id)?,
+            (None, None) => None,
+        };
+        let single = events.len() == 1;
+        let tx = store.transaction()?;
+        for (i, (address, kind, status, detail)) in events.into_iter().enumerate() {
+            let known = if single {
+                by_verp.or(by_message.map(|m| m.1)).or(by_token)
+            } else {
+                None
+            };
+            let by_address = match address.as_deref().or(report.original.to.as_deref()) {
+                Some(a) => tx
+                    .prepare_cached(query("subscriber_by_email"))?
+                    .query_row([crate::store::email_key(a)], |r| r.get::<_, i64>(0))
+                    .optional()?,
+                None => None,
+            };
+            let Some(subscriber) = known.or(by_address) else {
+                out.unmatched.push(format!(
+                    "{label}: {kind} {status} for {} matches no subscriber",
+                    address.as_deref().unwrap_or("an unnamed recipient")
+                ));
+                continue;
+            };
+            let key = if single {
+                report.key.clone()
+            } else {
+                format!("{}#{i}", report.key)
+            };
+            tx.prepare_cached(query("bounce_event_insert"))?
+                .execute(params![
+                    key,
+                    subscriber,
+                    issue_id,
+                    kind,
+                    status,
+                    detail,
+                    crate::store::to_unix(now)
+                ])?;
+            let outcome = match kind {
+                "hard" => {
+                    crate::store::set_status_in(
+                        &tx,
+                        subscriber,
+                        Status::Bounced,
+                        Some(UnsubscribeMethod::Bounce),
+                        issue_id,
+                        now,
+                    )?;
+                    "marked bounced".to_string()
+                }
+                "soft" => {
+                    let issues: i64 = tx
+                        .prepare_cached(query("soft_bounce_issues"))?
+                        .query_row([subscriber], |r| r.get(0))?;
+                    if issues >= i64::from(config.bounces.soft_limit) {
+                        crate::store::set_status_in(
+                            &tx,
+                            subscriber,
+                            Status::Bounced,
+                            Some(UnsubscribeMethod::Bounce),
+                            issue_id,
+                            now,
+                        )?;
+                        format!(
+                            "soft bounce {issues} of {}: marked bounced",
+                            config.bounces.soft_limit
+                        )
+                    } else {
+                        format!("soft bounce {issues} of {}", config.bounces.soft_limit)
+                    }
+                }
+                _ => {
+                    crate::store::set_status_in(
+                        &tx,
+                        subscriber,
+                        Status::Complained,
+                        Some(UnsubscribeMethod::Complaint),
+                        issue_id,
+                        now,
+                    )?;
+                    "unsubscribed and marked complained".to_string()
+                }
+            };
+            out.applied.push(format!(
+                "{label}: {kind} {status} for subscriber {subscriber}: {outcome}"
+            ));
+        }
+        tx.commit()?;
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- privacy, backups
+
+/// `gazette subscribers export EMAIL`.
+pub fn export_subscriber(store: &Store, email: &str) -> Result<serde_json::Value> {
+    let s = store
+        .subscriber_by_email(email)?
+        .with_context(|| format!("{email} is not on the list"))?;
+    Ok(store
+        .export_subscriber(s.id)?
+        .expect("the subscriber was just found"))
+}
+
+/// `gazette subscribers wipe EMAIL`.
+pub fn wipe_subscriber(store: &mut Store, email: &str, now: DateTime<Utc>) -> Result<String> {
+    let s = store
+        .subscriber_by_email(email)?
+        .with_context(|| format!("{email} is not on the list"))?;
+    store.wipe_subscriber(s.id, now)?;
+    Ok(format!(
+        "erased {email}: only a salted hash remains, so no import can add it again"
+    ))
+}
+
+/// `gazette backup PATH`: a consistent copy of the live database.
+pub fn backup(config: &Config, dest: &Path) -> Result<String> {
+    if dest.exists() {
+        bail!("{} exists already; choose a new file", dest.display());
+    }
+    let store = open_store(config)?;
+    store
+        .backup_to(dest)
+        .with_context(|| format!("backing up to {}", dest.display()))?;
+    crate::store::check_gazette_database(dest)
+        .map_err(|why| anyhow::anyhow!("the backup {} is unusable: {why}", dest.display()))?;
+    let subscribers: i64 = rusqlite::Connection::open(dest)?.query_row(
+        "SELECT count(*) FROM subscribers",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(format!(
+        "backed up to {} ({subscribers} subscribers, integrity ok)",
+        dest.display()
+    ))
+}
+
+/// `gazette restore PATH`: replaces the database's content with a backup's,
+/// refusing a file that is not a gazette database or is from a newer schema.
+pub fn restore(config: &Config, src: &Path) -> Result<String> {
+    crate::store::check_gazette_database(src)
+        .map_err(|why| anyhow::anyhow!("{}: refusing to restore: {why}", src.display()))?;
+    let mut store = open_store(config)?;
+    store.restore_from(src)?;
+    // Bring an older backup up to this gazette's schema.
+    drop(store);
+    let store = open_store(config)?;
+    Ok(format!(
+        "restored {} into {} (schema {})",
+        src.display(),
+        config.database.path.display(),
+        store.user_version()?
+    ))
 }

@@ -70,6 +70,7 @@ pub struct Config {
     pub smtp: Smtp,
     pub server: Server,
     pub schedule: Schedule,
+    pub bounces: Bounces,
     /// `GAZETTE_SECRET`: the HMAC key of every token in links.
     pub secret: Option<Secret>,
 }
@@ -176,6 +177,17 @@ pub struct Smtp {
     pub dkim: Option<Dkim>,
     /// The address one-click mail unsubscribes go to (`List-Unsubscribe: <mailto:…>`).
     pub unsubscribe_mailto: Option<String>,
+    /// When set, each message's envelope sender is `bounce+<token>@<this>` (VERP),
+    /// so a bounce names its subscriber.
+    pub bounce_domain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bounces {
+    /// A Maildir that `serve` reads for bounces and complaints on its fetch schedule.
+    pub maildir: Option<PathBuf>,
+    /// Soft bounces (4.x.x), each from a different issue, that make a subscriber bounced.
+    pub soft_limit: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +240,24 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     schedule: RawSchedule,
+    #[serde(default)]
+    bounces: RawBounces,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBounces {
+    maildir: Option<String>,
+    soft_limit: u32,
+}
+
+impl Default for RawBounces {
+    fn default() -> Self {
+        RawBounces {
+            maildir: None,
+            soft_limit: 3,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -375,6 +405,7 @@ struct RawSmtp {
     max_attempts: u32,
     on_uncertain: UncertainPolicy,
     unsubscribe_mailto: Option<String>,
+    bounce_domain: Option<String>,
     dkim: Option<RawDkim>,
     /// Only ever set from `GAZETTE_SMTP__PASSWORD`; refused in the file.
     password: Option<Secret>,
@@ -391,6 +422,7 @@ impl Default for RawSmtp {
             max_attempts: 5,
             on_uncertain: UncertainPolicy::Skip,
             unsubscribe_mailto: None,
+            bounce_domain: None,
             dkim: None,
             password: None,
         }
@@ -797,6 +829,24 @@ fn validate(
             )
         })?;
     }
+    let bounce_domain = match &s.bounce_domain {
+        Some(d) => {
+            format!("bounce@{d}")
+                .parse::<lettre::Address>()
+                .map_err(|e| {
+                    key_error(
+                        file,
+                        "smtp.bounce_domain",
+                        format!("{d:?} is not a mail domain: {e}"),
+                    )
+                })?;
+            Some(d.clone())
+        }
+        None => None,
+    };
+    if raw.bounces.soft_limit == 0 {
+        return Err(key_error(file, "bounces.soft_limit", "must be at least 1"));
+    }
     let dkim = s.dkim.map(|d| Dkim {
         domain: d.domain,
         selector: d.selector,
@@ -891,6 +941,11 @@ fn validate(
             on_uncertain: s.on_uncertain,
             dkim,
             unsubscribe_mailto: s.unsubscribe_mailto,
+            bounce_domain,
+        },
+        bounces: Bounces {
+            maildir: raw.bounces.maildir.as_deref().map(resolve),
+            soft_limit: raw.bounces.soft_limit,
         },
         server: Server {
             listen,

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bounce;
 pub mod config;
 pub mod digest;
 pub mod feed;

@@ -85,9 +85,24 @@ enum Command {
     },
     /// Unsubscribe an address (recorded as done from the command line).
     Unsubscribe { email: String },
+    /// Bounces and complaints that came back by mail.
+    Bounces {
+        #[command(subcommand)]
+        command: BouncesCommand,
+    },
+    /// A consistent copy of the live database (safe while serve and send run).
+    Backup { path: PathBuf },
+    /// Replace the database's content with a backup's.
+    Restore { path: PathBuf },
     /// Serve unsubscribes, subscriptions, the archive and the preview, and run the
     /// weekly schedule, until SIGTERM or Ctrl-C.
     Serve,
+}
+
+#[derive(Subcommand)]
+enum BouncesCommand {
+    /// Read a Maildir, an mbox file, or .eml files; apply the bounce policy.
+    Import { path: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +129,10 @@ enum SubscribersCommand {
     },
     /// Delete an address and its history.
     Remove { email: String },
+    /// Print everything held about an address, as JSON.
+    Export { email: String },
+    /// Erase an address's data, keeping a salted hash so no import adds it again.
+    Wipe { email: String },
 }
 
 #[derive(Subcommand)]
@@ -223,6 +242,15 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Subscribers { command } => subscribers(&config, command, now)?,
+        Command::Bounces {
+            command: BouncesCommand::Import { path },
+        } => {
+            let mut store = app::open_store(&config)?;
+            let outcome = app::import_bounces(&config, &mut store, &path, now)?;
+            println!("{}", outcome.describe());
+        }
+        Command::Backup { path } => println!("{}", app::backup(&config, &path)?),
+        Command::Restore { path } => println!("{}", app::restore(&config, &path)?),
         Command::Serve => {
             // A pretended `--now` keeps running from there.
             let started = std::time::Instant::now();
@@ -267,6 +295,11 @@ fn subscribers(config: &Config, command: SubscribersCommand, now: DateTime<Utc>)
     match command {
         SubscribersCommand::Add { email, name } => {
             let email = app::valid_address(&email).map_err(anyhow::Error::msg)?;
+            if gazette::store::is_suppressed(store.conn(), &email)? {
+                anyhow::bail!(
+                    "{email} was erased at its owner's request and may not be added again"
+                );
+            }
             let name = name
                 .map(|n| gazette::feed::clean_line(&n))
                 .filter(|n| !n.is_empty());
@@ -329,6 +362,15 @@ fn subscribers(config: &Config, command: SubscribersCommand, now: DateTime<Utc>)
                     println!("{status}\t{n}");
                 }
             }
+        }
+        SubscribersCommand::Export { email } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&app::export_subscriber(&store, &email)?)?
+            );
+        }
+        SubscribersCommand::Wipe { email } => {
+            println!("{}", app::wipe_subscriber(&mut store, &email, now)?)
         }
         SubscribersCommand::Remove { email } => {
             let s = store

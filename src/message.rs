@@ -40,6 +40,8 @@ pub struct Letterhead {
     pub message_id_domain: String,
     pub week: IsoWeek,
     pub dkim: Option<DkimConfig>,
+    pub bounce_domain: Option<String>,
+    pub data_base: String,
 }
 
 impl Letterhead {
@@ -85,6 +87,8 @@ impl Letterhead {
             message_id_domain: n.from.email.domain().to_string(),
             week,
             dkim,
+            bounce_domain: config.smtp.bounce_domain.clone(),
+            data_base: format!("{}data/", n.base_url),
         })
     }
 
@@ -136,9 +140,11 @@ pub fn build(
     let name = to.name.as_deref().map(clean_line).filter(|n| !n.is_empty());
     let token = signer.unsubscribe_token(to.id);
     let unsubscribe_url = head.unsubscribe_url(&token);
+    let data_url = format!("{}{}", head.data_base, signer.data_token(to.id));
     let personal = Personal {
         name: name.as_deref(),
         unsubscribe_url: &unsubscribe_url,
+        data_url: &data_url,
     };
     let text = personalize(&issue.text, &personal, false);
     let html = personalize(&issue.html, &personal, true);
@@ -151,7 +157,17 @@ pub fn build(
     if let Some(mailto) = &head.unsubscribe_mailto {
         list_unsubscribe += &format!(", <mailto:{mailto}?subject=unsubscribe%20{token}>");
     }
-    let mut builder = Message::builder()
+    let mut builder = Message::builder();
+    if let Some(domain) = &head.bounce_domain {
+        // VERP: bounces come back to an address that names the subscriber.
+        let verp: Address = crate::bounce::verp_address(signer, to.id, domain)
+            .parse()
+            .map_err(|e: lettre::address::AddressError| MessageError::Build(e.to_string()))?;
+        let envelope = lettre::address::Envelope::new(Some(verp), vec![address.clone()])
+            .map_err(|e| MessageError::Build(e.to_string()))?;
+        builder = builder.envelope(envelope);
+    }
+    let mut builder = builder
         .from(head.from.clone())
         .to(Mailbox::new(name, address))
         .subject(subject)

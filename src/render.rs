@@ -20,6 +20,8 @@ use crate::week::IsoWeek;
 pub const UNSUBSCRIBE_URL: &str = "{{gazette:unsubscribe_url}}";
 /// Where "Hello Amina," (or "Hello,") goes.
 pub const GREETING: &str = "{{gazette:greeting}}";
+/// Where the subscriber's "your data" link goes.
+pub const DATA_URL: &str = "{{gazette:data_url}}";
 const MARKER_START: &str = "{{gazette:";
 
 /// Gmail clips a message whose raw source passes about 102 KB.
@@ -49,6 +51,7 @@ pub struct RenderContext<'a> {
 pub struct Personal<'a> {
     pub name: Option<&'a str>,
     pub unsubscribe_url: &'a str,
+    pub data_url: &'a str,
 }
 
 /// Untrusted text, made safe to place: one line, and no placeholder marker.
@@ -291,7 +294,8 @@ fn render_html(
                             tr { td class="footer" {
                                 p style="margin:0 0 8px 0;" {
                                     "You are receiving " (name) " because you subscribed to it. "
-                                    a href=(UNSUBSCRIBE_URL) { "Unsubscribe" } " in one click."
+                                    a href=(UNSUBSCRIBE_URL) { "Unsubscribe" } " in one click. "
+                                    a href=(DATA_URL) { "Your data" } "."
                                 }
                                 p style="margin:0;" { (untrusted(&n.postal_address)) }
                             } }
@@ -374,7 +378,7 @@ fn render_text(selection: &Selection, choices: &EditorChoices, ctx: &RenderConte
         ),
         "",
     );
-    out += &format!("\nUnsubscribe in one click: {UNSUBSCRIBE_URL}\n");
+    out += &format!("\nUnsubscribe in one click: {UNSUBSCRIBE_URL}\nYour data: {DATA_URL}\n");
     out += &wrap(&untrusted(&n.postal_address), "");
     out += "\n";
     out
@@ -394,14 +398,17 @@ pub fn personalize(template: &str, p: &Personal, html: bool) -> String {
         Some(n) => format!("Hello {n},"),
         None => "Hello,".to_string(),
     };
-    let url = if html {
-        escape_html(p.unsubscribe_url)
-    } else {
-        p.unsubscribe_url.to_string()
+    let link = |url: &str| {
+        if html {
+            escape_html(url)
+        } else {
+            url.to_string()
+        }
     };
     template
         .replace(GREETING, &greeting)
-        .replace(UNSUBSCRIBE_URL, &url)
+        .replace(UNSUBSCRIBE_URL, &link(p.unsubscribe_url))
+        .replace(DATA_URL, &link(p.data_url))
 }
 
 /// The digest as it is stored in `digest.json`: the words and the

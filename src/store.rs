@@ -148,6 +148,17 @@ const QUERY_NAMES: &[&str] = &[
     "deliveries_count_by_state",
     "deliveries_uncertain_emails",
     "deliveries_would_receive",
+    "bounce_event_insert",
+    "soft_bounce_issues",
+    "delivery_by_message_id",
+    "suppression_salt",
+    "suppressed_insert",
+    "suppressed_get",
+    "suppressed_delete",
+    "export_deliveries",
+    "export_unsubscribe_events",
+    "export_bounce_events",
+    "subscriber_delete_bounces",
 ];
 
 /// The SQL text of a named query from subscribers.sql.
@@ -734,6 +745,7 @@ impl Store {
         for q in [
             "subscriber_delete_deliveries",
             "subscriber_delete_events",
+            "subscriber_delete_bounces",
             "subscriber_delete",
         ] {
             tx.prepare_cached(query(q))?.execute(params![id])?;
@@ -766,4 +778,149 @@ pub fn set_status_in(
         }
     }
     Ok(changed > 0)
+}
+
+// ---------------------------------------------------------------- privacy
+
+/// The salted hash an erased address is remembered by (salt: per database).
+pub fn suppression_hash(conn: &Connection, email: &str) -> Result<String, StoreError> {
+    use sha2::{Digest, Sha256};
+    let salt: String = conn
+        .prepare_cached(query("suppression_salt"))?
+        .query_row([], |r| r.get(0))?;
+    let digest = Sha256::digest(format!("{salt}\n{}", email_key(email)).as_bytes());
+    Ok(format!("{digest:x}"))
+}
+
+/// Whether this address was erased on request (and so may not be imported).
+pub fn is_suppressed(conn: &Connection, email: &str) -> Result<bool, StoreError> {
+    let hash = suppression_hash(conn, email)?;
+    Ok(conn
+        .prepare_cached(query("suppressed_get"))?
+        .query_row(params![hash], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+impl Store {
+    /// Everything held about a subscriber, as JSON.
+    pub fn export_subscriber(&self, id: i64) -> Result<Option<serde_json::Value>, StoreError> {
+        use serde_json::json;
+        let Some(s) = self.subscriber(id)? else {
+            return Ok(None);
+        };
+        let rows = |name: &str,
+                    f: &dyn Fn(&rusqlite::Row) -> rusqlite::Result<serde_json::Value>|
+         -> Result<Vec<serde_json::Value>, StoreError> {
+            let mut stmt = self.conn.prepare_cached(query(name))?;
+            let out = stmt
+                .query_map(params![id], |r| f(r))?
+                .collect::<Result<_, _>>()?;
+            Ok(out)
+        };
+        let time = |r: &rusqlite::Row, i: usize| -> rusqlite::Result<String> {
+            Ok(from_unix(r.get(i)?).to_rfc3339())
+        };
+        let deliveries = rows("export_deliveries", &|r| {
+            Ok(
+                json!({"issue": r.get::<_, String>(0)?, "state": r.get::<_, String>(1)?, "attempts": r.get::<_, i64>(2)?,
+                "last_error": r.get::<_, Option<String>>(3)?, "server_reply": r.get::<_, Option<String>>(4)?,
+                "message_id": r.get::<_, Option<String>>(5)?, "at": time(r, 6)?}),
+            )
+        })?;
+        let unsubscribes = rows("export_unsubscribe_events", &|r| {
+            Ok(
+                json!({"at": time(r, 0)?, "how": r.get::<_, String>(1)?, "issue": r.get::<_, Option<String>>(2)?}),
+            )
+        })?;
+        let bounces = rows("export_bounce_events", &|r| {
+            Ok(
+                json!({"at": time(r, 0)?, "kind": r.get::<_, String>(1)?, "status": r.get::<_, Option<String>>(2)?,
+                "detail": r.get::<_, Option<String>>(3)?, "issue": r.get::<_, Option<String>>(4)?}),
+            )
+        })?;
+        Ok(Some(json!({
+            "subscriber": {"id": s.id, "email": s.email, "name": s.name, "status": s.status, "subscribed_at": s.created_at.to_rfc3339()},
+            "deliveries": deliveries,
+            "unsubscribe_events": unsubscribes,
+            "bounce_and_complaint_reports": bounces,
+        })))
+    }
+
+    /// Erases a subscriber's personal data, keeping only the salted hash of the
+    /// address on the suppression list. One transaction.
+    pub fn wipe_subscriber(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let Some(email) = tx
+            .prepare_cached(query("subscriber_by_id"))?
+            .query_row(params![id], |r| r.get::<_, String>(1))
+            .optional()?
+        else {
+            return Ok(false);
+        };
+        let hash = suppression_hash(&tx, &email)?;
+        tx.prepare_cached(query("suppressed_insert"))?
+            .execute(params![hash, to_unix(now)])?;
+        for q in [
+            "subscriber_delete_deliveries",
+            "subscriber_delete_events",
+            "subscriber_delete_bounces",
+            "subscriber_delete",
+        ] {
+            tx.prepare_cached(query(q))?.execute(params![id])?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// A consistent copy of the live database at `dest`, taken with SQLite's
+    /// online backup API (safe while other processes write).
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        self.conn.backup(rusqlite::MAIN_DB, dest, None)?;
+        Ok(())
+    }
+
+    /// Replaces the live database's content with `src`'s (SQLite's backup API, in
+    /// reverse). The caller has checked `src` with [`check_gazette_database`].
+    pub fn restore_from(&mut self, src: &Path) -> Result<(), StoreError> {
+        self.conn.restore(
+            rusqlite::MAIN_DB,
+            src,
+            None::<fn(rusqlite::backup::Progress)>,
+        )?;
+        Ok(())
+    }
+}
+
+/// Why `path` cannot be restored, if it cannot: not SQLite, not gazette's, from a
+/// newer gazette, or damaged.
+pub fn check_gazette_database(path: &Path) -> Result<i64, String> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("cannot open it: {e}"))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| format!("not an SQLite database ({e})"))?;
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('subscribers', 'deliveries', 'issues', 'stories')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("not an SQLite database ({e})"))?;
+    if tables != 4 || version < 1 {
+        return Err("not a gazette database".into());
+    }
+    if version > schema_version() {
+        return Err(format!(
+            "it has schema version {version}, newer than this gazette knows ({})",
+            schema_version()
+        ));
+    }
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if check != "ok" {
+        return Err(format!("it fails PRAGMA integrity_check: {check}"));
+    }
+    Ok(version)
 }

@@ -23,6 +23,8 @@ const MAC_BYTES: usize = 16;
 pub enum Purpose {
     Unsubscribe,
     Confirm,
+    Bounce,
+    Data,
 }
 
 impl Purpose {
@@ -30,6 +32,8 @@ impl Purpose {
         match self {
             Purpose::Unsubscribe => "unsubscribe",
             Purpose::Confirm => "confirm",
+            Purpose::Bounce => "bounce",
+            Purpose::Data => "data",
         }
     }
 }
@@ -84,20 +88,62 @@ impl Signer {
                 .is_ok()
     }
 
-    /// The unsubscribe token of a subscriber: `<id>.<mac>`.
-    pub fn unsubscribe_token(&self, subscriber_id: i64) -> String {
+    fn subscriber_token(&self, purpose: Purpose, subscriber_id: i64) -> String {
         let payload = subscriber_id.to_string();
-        format!("{payload}.{}", self.sign(Purpose::Unsubscribe, &payload))
+        format!("{payload}.{}", self.sign(purpose, &payload))
     }
 
-    /// The subscriber id an unsubscribe token names, if it is genuine.
-    pub fn verify_unsubscribe(&self, token: &str) -> Option<i64> {
+    fn verify_subscriber_token(&self, purpose: Purpose, token: &str) -> Option<i64> {
         let (payload, tag) = token.split_once('.')?;
         let id: i64 = payload.parse().ok()?;
         if id.to_string() != payload {
             return None;
         }
-        self.verify(Purpose::Unsubscribe, payload, tag)
+        self.verify(purpose, payload, tag).then_some(id)
+    }
+
+    /// The unsubscribe token of a subscriber: `<id>.<mac>`.
+    pub fn unsubscribe_token(&self, subscriber_id: i64) -> String {
+        self.subscriber_token(Purpose::Unsubscribe, subscriber_id)
+    }
+
+    /// The subscriber id an unsubscribe token names, if it is genuine.
+    pub fn verify_unsubscribe(&self, token: &str) -> Option<i64> {
+        self.verify_subscriber_token(Purpose::Unsubscribe, token)
+    }
+
+    /// The token of the "your data" link: `<id>.<mac>`.
+    pub fn data_token(&self, subscriber_id: i64) -> String {
+        self.subscriber_token(Purpose::Data, subscriber_id)
+    }
+
+    pub fn verify_data(&self, token: &str) -> Option<i64> {
+        self.verify_subscriber_token(Purpose::Data, token)
+    }
+
+    /// The VERP token, `<id>.<hex mac>`: hex survives a server that changes case.
+    pub fn bounce_token(&self, subscriber_id: i64) -> String {
+        let payload = subscriber_id.to_string();
+        let tag = self.mac(Purpose::Bounce, &payload).finalize().into_bytes();
+        let hex: String = tag[..MAC_BYTES]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{payload}.{hex}")
+    }
+
+    pub fn verify_bounce(&self, token: &str) -> Option<i64> {
+        let (payload, hex) = token.split_once('.')?;
+        let id: i64 = payload.parse().ok()?;
+        if id.to_string() != payload || hex.len() != MAC_BYTES * 2 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..MAC_BYTES)
+            .map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
+            .collect();
+        self.mac(Purpose::Bounce, payload)
+            .verify_truncated_left(&bytes?)
+            .is_ok()
             .then_some(id)
     }
 
@@ -160,6 +206,17 @@ mod tests {
         assert_eq!(s.verify_unsubscribe("garbage"), None);
         // An unsubscribe token is not a confirmation token.
         assert_eq!(s.verify_confirm(&t, |_| Some("a@b.c".into())), None);
+    }
+
+    #[test]
+    fn bounce_tokens_survive_case_changes_and_differ_from_others() {
+        let s = signer("k1");
+        let t = s.bounce_token(9);
+        assert_eq!(s.verify_bounce(&t), Some(9));
+        assert_eq!(s.verify_bounce(&t.to_uppercase()), Some(9));
+        assert_eq!(s.verify_bounce(&t.replacen("9.", "8.", 1)), None);
+        assert_eq!(s.verify_unsubscribe(&s.data_token(9)), None);
+        assert_eq!(s.verify_data(&s.data_token(9)), Some(9));
     }
 
     #[test]

@@ -129,6 +129,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
         .route("/subscribe", axum::routing::post(subscribe))
         .route("/confirm/{token}", get(confirm))
+        .route("/data/{token}", get(your_data))
         .route("/preview", get(preview_now))
         .route("/preview/{week}", get(preview_week))
         .route("/preview/{week}/digest.html", get(preview_digest))
@@ -144,7 +145,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// A request path fit for logs: tokens shortened, never whole.
 pub fn redacted_path(path: &str) -> String {
-    for prefix in ["/u/", "/confirm/"] {
+    for prefix in ["/u/", "/confirm/", "/data/"] {
         if let Some(t) = path.strip_prefix(prefix) {
             return format!("{prefix}{}", token::redact(t));
         }
@@ -384,6 +385,12 @@ async fn confirm(State(state): State<Arc<AppState>>, Path(token): Path<String>) 
                 return Ok(false);
             }
             s.set_status(id, Status::Active, None, None, now)?;
+            // Their own confirmed request lifts an erasure's suppression.
+            if let Some(sub) = s.subscriber(id)? {
+                let hash = crate::store::suppression_hash(s.conn(), &sub.email)?;
+                s.conn()
+                    .execute(crate::store::query("suppressed_delete"), [hash])?;
+            }
             Ok(true)
         })
         .await;
@@ -397,6 +404,33 @@ async fn confirm(State(state): State<Arc<AppState>>, Path(token): Path<String>) 
             )
         }
         Ok(false) => bad_link(),
+        Err(r) => r,
+    }
+}
+
+/// The "your data" link: everything held about the subscriber, as JSON.
+async fn your_data(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+    let Some(id) = state.signer.verify_data(&token) else {
+        return bad_link();
+    };
+    match state.db(move |s| Ok(s.export_subscriber(id)?)).await {
+        Ok(Some(data)) => (
+            [
+                (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "inline; filename=\"your-data.json\"",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            serde_json::to_string_pretty(&data).unwrap_or_default(),
+        )
+            .into_response(),
+        Ok(None) => respond(
+            StatusCode::NOT_FOUND,
+            "Nothing held",
+            html! { p { "We hold no data for this link: the address was removed or erased." } },
+        ),
         Err(r) => r,
     }
 }
@@ -449,14 +483,17 @@ async fn archive(State(state): State<Arc<AppState>>) -> Response {
 
 /// An issue as sent, with the personal parts made general.
 fn public_html(html: &str, base: &str) -> String {
-    render::personalize(
-        html,
-        &Personal {
-            name: None,
-            unsubscribe_url: base,
-        },
-        true,
-    )
+    public_part(html, base, true)
+}
+
+/// A part of the issue with the personal links pointing at the archive instead.
+fn public_part(part: &str, base: &str, html: bool) -> String {
+    let general = Personal {
+        name: None,
+        unsubscribe_url: base,
+        data_url: base,
+    };
+    render::personalize(part, &general, html)
 }
 
 async fn issue_page(State(state): State<Arc<AppState>>, Path(week): Path<String>) -> Response {
@@ -720,7 +757,7 @@ async fn preview(
         }
         h2 { "Text part" }
         pre style="white-space:pre-wrap;font-size:13px;background:#fff;color:#1f2937;padding:12px;overflow-x:auto" {
-            (render::personalize(&d.issue.text, &Personal { name: None, unsubscribe_url: state.config.newsletter.base_url.as_str() }, false))
+            (public_part(&d.issue.text, state.config.newsletter.base_url.as_str(), false))
         }
     };
     let html = html! {
@@ -809,6 +846,19 @@ async fn schedule_loop(
                     match result {
                         Ok(_) => tracing::info!(job = "fetch", "feeds fetched"),
                         Err(e) => tracing::error!(job = "fetch", "{e:#}"),
+                    }
+                    if let Some(maildir) = &config.bounces.maildir {
+                        let result = app::open_store(&config).and_then(|mut store| {
+                            app::import_bounces(&config, &mut store, maildir, now)
+                        });
+                        match result {
+                            Ok(b) => tracing::info!(
+                                job = "bounces",
+                                "{}",
+                                b.describe().lines().next().unwrap_or("")
+                            ),
+                            Err(e) => tracing::error!(job = "bounces", "{e:#}"),
+                        }
                     }
                 }
                 Action::Send { week, scheduled_at } => {

@@ -15,6 +15,8 @@ use mailin_embedded::{Handler, Response, Server};
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The envelope sender (MAIL FROM).
+    pub from: String,
     pub to: Vec<String>,
     pub data: Vec<u8>,
 }
@@ -42,6 +44,7 @@ pub struct State {
 #[derive(Clone)]
 struct Recorder {
     state: Arc<State>,
+    from: String,
     to: Vec<String>,
     data: Vec<u8>,
 }
@@ -71,7 +74,8 @@ impl Handler for Recorder {
         OK
     }
 
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.from = from.trim_matches(|c| c == '<' || c == '>').to_string();
         self.to = to
             .iter()
             .map(|t| t.trim_matches(|c| c == '<' || c == '>').to_lowercase())
@@ -98,6 +102,7 @@ impl Handler for Recorder {
             std::thread::sleep(delay);
         }
         self.state.received.lock().unwrap().push(Received {
+            from: std::mem::take(&mut self.from),
             to: std::mem::take(&mut self.to),
             data: std::mem::take(&mut self.data),
         });
@@ -120,6 +125,7 @@ impl MailServer {
         let port = listener.local_addr().unwrap().port();
         let mut server = Server::new(Recorder {
             state: state.clone(),
+            from: String::new(),
             to: Vec::new(),
             data: Vec::new(),
         });

@@ -5,6 +5,7 @@
 mod mailserver;
 mod util;
 
+mod bounces;
 mod browser;
 mod building;
 mod feeds;

@@ -1,0 +1,335 @@
+//! Bounces and complaints that come back by mail. In: raw messages, from a
+//! Maildir, an mbox file or `.eml` files (split and parsed by the `mail-parser`
+//! crate). Out: a [`Report`] per message ([`read`], pure): a delivery status
+//! notification (RFC 3464) with each recipient's status, a feedback report
+//! (RFC 5965, ARF) with its type, or unrecognised, with why. [`Matcher`] then finds
+//! the subscriber and issue it concerns: by the VERP address gazette sent from
+//! (`bounce+<token>@[smtp] bounce_domain`), the original Message-ID, the original's
+//! List-Unsubscribe token, or the failed address itself. Nothing is guessed: what
+//! matches no subscriber is reported.
+
+use std::path::Path;
+
+use mail_parser::{Message, MessageParser, MimeHeaders};
+use sha2::{Digest, Sha256};
+
+use crate::token::Signer;
+
+/// One recipient's outcome in a delivery status notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientStatus {
+    pub address: Option<String>,
+    /// `failed`, `delayed`, `delivered`, `relayed`, `expanded`.
+    pub action: String,
+    /// The enhanced status code, `5.1.1`.
+    pub status: String,
+    pub diagnostic: Option<String>,
+}
+
+impl RecipientStatus {
+    pub fn is_hard(&self) -> bool {
+        self.status.starts_with('5') && self.action.eq_ignore_ascii_case("failed")
+    }
+    pub fn is_soft(&self) -> bool {
+        self.status.starts_with('4')
+            || self.action.eq_ignore_ascii_case("delayed")
+            || (self.action.eq_ignore_ascii_case("failed") && !self.status.starts_with('5'))
+    }
+}
+
+/// What the report says about the message it reports on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Original {
+    pub message_id: Option<String>,
+    pub to: Option<String>,
+    pub list_unsubscribe: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Bounce(Vec<RecipientStatus>),
+    /// A feedback report; the feedback type (`abuse`, `fraud`, …) and the
+    /// complaining recipient when given.
+    Complaint {
+        feedback_type: String,
+        recipient: Option<String>,
+    },
+    Unrecognised(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Identifies the report, so reading it again changes nothing.
+    pub key: String,
+    pub subject: String,
+    pub kind: Kind,
+    pub original: Original,
+    /// Addresses the report was delivered to (To, Delivered-To, X-Original-To):
+    /// where a VERP address shows.
+    pub delivered_to: Vec<String>,
+}
+
+fn header_text(m: &Message, name: &str) -> Option<String> {
+    m.header_raw(name)
+        .map(crate::feed::clean_line)
+        .filter(|v| !v.is_empty())
+}
+
+fn angle_free(s: &str) -> String {
+    s.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_string()
+}
+
+/// `rfc822; user@example.com` → `user@example.com`.
+fn typed_address(v: &str) -> String {
+    angle_free(v.split_once(';').map(|(_, a)| a).unwrap_or(v)).to_lowercase()
+}
+
+/// Splits a `message/delivery-status` or `message/feedback-report` body into its
+/// field blocks, each parsed by mail-parser as a header section.
+fn field_blocks(text: &str) -> Vec<Message<'static>> {
+    let text = text.replace("\r\n", "\n");
+    text.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .filter_map(|b| {
+            MessageParser::default()
+                .parse(format!("{}\r\n\r\n", b.trim().replace('\n', "\r\n")).as_bytes())
+                .map(|m| m.into_owned())
+        })
+        .collect()
+}
+
+fn original_from(m: &Message) -> Original {
+    Original {
+        message_id: m.message_id().map(|id| format!("<{}>", angle_free(id))),
+        to: m
+            .to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .map(|a| a.to_lowercase()),
+        list_unsubscribe: header_text(m, "List-Unsubscribe"),
+    }
+}
+
+/// Reads one message: a delivery report, a feedback report, or neither.
+pub fn read(raw: &[u8]) -> Report {
+    let key_of = |m: Option<&Message>| -> String {
+        match m.and_then(|m| m.message_id()) {
+            Some(id) => format!("<{}>", angle_free(id)),
+            None => format!("sha256:{:x}", Sha256::digest(raw)),
+        }
+    };
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Report {
+            key: key_of(None),
+            subject: String::new(),
+            kind: Kind::Unrecognised("not a mail message".into()),
+            original: Original::default(),
+            delivered_to: Vec::new(),
+        };
+    };
+    let subject = msg
+        .subject()
+        .map(crate::feed::clean_line)
+        .unwrap_or_default();
+    let mut delivered_to: Vec<String> = ["To", "Delivered-To", "X-Original-To", "Envelope-To"]
+        .iter()
+        .filter_map(|h| msg.header_raw(*h))
+        .flat_map(|v| v.split(','))
+        .map(|a| angle_free(a.rsplit('<').next().unwrap_or(a)).to_lowercase())
+        .filter(|a| a.contains('@'))
+        .collect();
+    delivered_to.dedup();
+    let mut report = Report {
+        key: key_of(Some(&msg)),
+        subject,
+        kind: Kind::Unrecognised(String::new()),
+        original: Original::default(),
+        delivered_to,
+    };
+    let report_type = msg
+        .root_part()
+        .content_type()
+        .filter(|ct| {
+            ct.ctype().eq_ignore_ascii_case("multipart")
+                && ct
+                    .subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+        })
+        .map(|ct| {
+            ct.attribute("report-type")
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        });
+    let Some(report_type) = report_type else {
+        report.kind =
+            Kind::Unrecognised("not a multipart/report (RFC 3464 or RFC 5965) message".into());
+        return report;
+    };
+    let mut status_text = None;
+    let mut feedback_text = None;
+    for part in &msg.parts {
+        let Some(ct) = part.content_type() else {
+            continue;
+        };
+        let full = format!(
+            "{}/{}",
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or("").to_ascii_lowercase()
+        );
+        let text = || {
+            part.text_contents()
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(part.contents()).into_owned())
+        };
+        match full.as_str() {
+            "message/delivery-status" | "message/global-delivery-status" => {
+                status_text = Some(text())
+            }
+            "message/feedback-report" => feedback_text = Some(text()),
+            "message/rfc822" | "message/global" => {
+                if let Some(m) = part.message() {
+                    report.original = original_from(m);
+                }
+            }
+            "text/rfc822-headers" | "message/rfc822-headers" | "message/global-headers"
+                if report.original == Original::default() =>
+            {
+                if let Some(m) = MessageParser::default()
+                    .parse(format!("{}\r\n\r\n", text().trim_end()).as_bytes())
+                {
+                    report.original = original_from(&m);
+                }
+            }
+            _ => {}
+        }
+    }
+    report.kind = match (report_type.as_str(), status_text, feedback_text) {
+        ("delivery-status", Some(text), _) => {
+            let recipients: Vec<RecipientStatus> = field_blocks(&text)
+                .iter()
+                .filter(|b| b.header_raw("Status").is_some())
+                .map(|b| RecipientStatus {
+                    address: header_text(b, "Final-Recipient")
+                        .or_else(|| header_text(b, "Original-Recipient"))
+                        .map(|a| typed_address(&a)),
+                    action: header_text(b, "Action").unwrap_or_default().to_lowercase(),
+                    status: header_text(b, "Status")
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                    diagnostic: header_text(b, "Diagnostic-Code"),
+                })
+                .collect();
+            if recipients.is_empty() {
+                Kind::Unrecognised("a delivery report without any recipient status".into())
+            } else {
+                Kind::Bounce(recipients)
+            }
+        }
+        ("feedback-report", _, Some(text)) => {
+            let blocks = field_blocks(&text);
+            let first = blocks.first();
+            match first.and_then(|b| header_text(b, "Feedback-Type")) {
+                Some(t) => Kind::Complaint {
+                    feedback_type: t.to_lowercase(),
+                    recipient: first
+                        .and_then(|b| header_text(b, "Original-Rcpt-To"))
+                        .map(|a| typed_address(&a))
+                        .or_else(|| report.original.to.clone()),
+                },
+                None => Kind::Unrecognised("a feedback report without Feedback-Type".into()),
+            }
+        }
+        (other, _, _) => Kind::Unrecognised(format!(
+            "a report of type {other:?} without its machine-readable part"
+        )),
+    };
+    report
+}
+
+/// Every raw message at `path`: a Maildir (with `cur/` and `new/`), an mbox file,
+/// a single message file, or a directory of `.eml` files. Each comes with a label
+/// for reports (its file, or the mbox and its position).
+pub fn messages_at(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if path.is_dir() {
+        if path.join("cur").is_dir() || path.join("new").is_dir() {
+            for m in mail_parser::mailbox::maildir::MessageIterator::new(path.to_path_buf())? {
+                let m = m?;
+                out.push((m.path().display().to_string(), m.unwrap_contents()));
+            }
+        } else {
+            let mut files: Vec<_> = std::fs::read_dir(path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            for f in files {
+                out.push((f.display().to_string(), std::fs::read(&f)?));
+            }
+        }
+        return Ok(out);
+    }
+    let bytes = std::fs::read(path)?;
+    if bytes.starts_with(b"From ") {
+        for (i, m) in mail_parser::mailbox::mbox::MessageIterator::new(std::io::Cursor::new(bytes))
+            .enumerate()
+        {
+            let m = m.map_err(|_| {
+                std::io::Error::other(format!(
+                    "{}: message {} is not readable",
+                    path.display(),
+                    i + 1
+                ))
+            })?;
+            out.push((
+                format!("{} #{}", path.display(), i + 1),
+                m.unwrap_contents(),
+            ));
+        }
+    } else {
+        out.push((path.display().to_string(), bytes));
+    }
+    Ok(out)
+}
+
+/// The VERP envelope sender for a subscriber: `bounce+<id>.<hex mac>@domain`.
+/// Hex, because some servers change the case of local parts.
+pub fn verp_address(signer: &Signer, subscriber_id: i64, domain: &str) -> String {
+    format!("bounce+{}@{domain}", signer.bounce_token(subscriber_id))
+}
+
+/// The subscriber a VERP address names, if it is one of ours and genuine.
+pub fn verp_subscriber(signer: &Signer, address: &str) -> Option<i64> {
+    let local = address.split('@').next()?;
+    let token = local.strip_prefix("bounce+")?;
+    signer.verify_bounce(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_reported_not_guessed() {
+        assert!(matches!(read(b"").kind, Kind::Unrecognised(_)));
+        assert!(matches!(
+            read(b"Subject: hi\r\n\r\nhello").kind,
+            Kind::Unrecognised(_)
+        ));
+    }
+
+    #[test]
+    fn the_same_bytes_give_the_same_key() {
+        assert_eq!(
+            read(b"Subject: x\r\n\r\ny").key,
+            read(b"Subject: x\r\n\r\ny").key
+        );
+    }
+}

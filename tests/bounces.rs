@@ -1,0 +1,228 @@
+//! Bounces and complaints read from mail: realistic reports from Postfix, Exim,
+//! Gmail, Exchange Online and Yahoo's feedback loop (see fixtures/bounces/README.md),
+//! filled with what gazette really sent, change subscribers as the policy says;
+//! malformed ones are reported; reading them again changes nothing.
+
+use std::collections::HashMap;
+
+use gazette::store::Status;
+use mail_parser::MessageParser;
+
+use crate::mailserver::{Faults, MailServer};
+use crate::util::{fixture, stderr, Site};
+
+const SECRET: &str = "bounce-secret-0123456789";
+
+struct Sent {
+    verp: String,
+    message_id: String,
+    list_unsubscribe: String,
+}
+
+/// Sends weeks 2026-W05 and 2026-W06 to six subscribers with VERP on, and
+/// returns what each address received, by week.
+fn sent_site(mail: &MailServer) -> (Site, HashMap<(String, String), Sent>) {
+    let feed = fixture("site.rss");
+    let site = Site::new(
+        &[feed.to_str().unwrap()],
+        &format!("\n[smtp]\nurl = {:?}\nbounce_domain = \"bounces.news.test\"\n\n[bounces]\nsoft_limit = 2\n", mail.url()),
+    );
+    let csv: String = std::iter::once("email,name\n".to_string())
+        .chain((1..=6).map(|i| format!("person{i}@example.com,\n")))
+        .collect();
+    std::fs::write(site.path("people.csv"), csv).unwrap();
+    site.ok(&["subscribers", "import", "people.csv"]);
+    for week in ["2026-W05", "2026-W06"] {
+        let out = site
+            .command(&["run", "--week", week])
+            .env("GAZETTE_SECRET", SECRET)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mut sent = HashMap::new();
+    for r in mail.received() {
+        let m = MessageParser::default().parse(&r.data).unwrap();
+        let week = m
+            .message_id()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            r.from.starts_with("bounce+") && r.from.ends_with("@bounces.news.test"),
+            "VERP sender: {}",
+            r.from
+        );
+        sent.insert(
+            (r.to[0].clone(), week),
+            Sent {
+                verp: r.from.clone(),
+                message_id: format!("<{}>", m.message_id().unwrap()),
+                list_unsubscribe: m
+                    .header_raw("List-Unsubscribe")
+                    .unwrap()
+                    .trim()
+                    .replace("\r\n", ""),
+            },
+        );
+    }
+    (site, sent)
+}
+
+fn fill(name: &str, email: &str, sent: &Sent, dir: &std::path::Path) {
+    let text = std::fs::read_to_string(fixture(&format!("bounces/{name}")))
+        .unwrap()
+        .replace("{VERP}", &sent.verp)
+        .replace("{MESSAGE_ID}", &sent.message_id)
+        .replace("{EMAIL}", email)
+        .replace("{LIST_UNSUBSCRIBE}", &sent.list_unsubscribe);
+    std::fs::write(dir.join(format!("{email}-{name}")), text).unwrap();
+}
+
+fn status(site: &Site, email: &str) -> Status {
+    site.store()
+        .subscriber_by_email(email)
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+fn count(site: &Site, sql: &str) -> i64 {
+    site.store()
+        .conn()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn reports_from_real_servers_change_subscribers_as_the_policy_says() {
+    let mail = MailServer::start(Faults::default());
+    let (site, sent) = sent_site(&mail);
+    let w6 = |i: usize| &sent[&(format!("person{i}@example.com"), "2026-W06".to_string())];
+    let w5 = |i: usize| &sent[&(format!("person{i}@example.com"), "2026-W05".to_string())];
+    let inbox = site.path("bounce-mail");
+    std::fs::create_dir(&inbox).unwrap();
+    fill("postfix-hard.eml", "person1@example.com", w6(1), &inbox);
+    fill("gmail-hard.eml", "person2@example.com", w6(2), &inbox);
+    fill("microsoft-hard.eml", "person3@example.com", w6(3), &inbox);
+    fill("exim-delayed.eml", "person4@example.com", w6(4), &inbox);
+    fill("yahoo-arf.eml", "person5@example.com", w6(5), &inbox);
+    for name in ["not-a-report.eml", "report-without-status.eml"] {
+        std::fs::copy(fixture(&format!("bounces/{name}")), inbox.join(name)).unwrap();
+    }
+    let run = |path: &str| {
+        let out = site
+            .command(&["bounces", "import", path])
+            .env("GAZETTE_SECRET", SECRET)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = run("bounce-mail");
+    assert!(
+        out.starts_with("5 applied, 0 already read, 2 not recognised or not matched"),
+        "{out}"
+    );
+    assert!(out.contains("not-a-report.eml: not recognised"), "{out}");
+    assert!(
+        out.contains("report-without-status.eml: not recognised"),
+        "{out}"
+    );
+    for i in 1..=3 {
+        assert_eq!(
+            status(&site, &format!("person{i}@example.com")),
+            Status::Bounced,
+            "person{i}"
+        );
+    }
+    // One soft bounce is counted, not acted on.
+    assert_eq!(status(&site, "person4@example.com"), Status::Active);
+    assert_eq!(status(&site, "person5@example.com"), Status::Complained);
+    assert_eq!(status(&site, "person6@example.com"), Status::Active);
+    assert_eq!(
+        count(
+            &site,
+            "SELECT count(*) FROM unsubscribe_events WHERE method = 'complaint'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &site,
+            "SELECT count(*) FROM unsubscribe_events WHERE method = 'bounce'"
+        ),
+        3
+    );
+    assert_eq!(count(&site, "SELECT count(*) FROM bounce_events WHERE kind = 'hard' AND status IN ('5.1.1', '5.1.10') AND issue_id IS NOT NULL"), 3);
+
+    // Reading the same mail again changes nothing.
+    let before = count(&site, "SELECT count(*) FROM bounce_events");
+    let out = run("bounce-mail");
+    assert!(out.starts_with("0 applied, 5 already read"), "{out}");
+    assert_eq!(count(&site, "SELECT count(*) FROM bounce_events"), before);
+
+    // A second soft bounce, from another issue, in an mbox: now bounced.
+    let mbox_dir = site.path("second");
+    std::fs::create_dir(&mbox_dir).unwrap();
+    fill("exim-delayed.eml", "person4@example.com", w5(4), &mbox_dir);
+    let eml =
+        std::fs::read_to_string(mbox_dir.join("person4@example.com-exim-delayed.eml")).unwrap();
+    let eml = eml.replace("E1vQxyz-0003Ab-2k", "E1vQzzz-0009Zz-9z");
+    std::fs::write(
+        site.path("bounces.mbox"),
+        format!("From MAILER-DAEMON Tue Feb 10 08:05:00 2026\n{eml}\n"),
+    )
+    .unwrap();
+    let out = run("bounces.mbox");
+    assert!(out.contains("soft bounce 2 of 2: marked bounced"), "{out}");
+    assert_eq!(status(&site, "person4@example.com"), Status::Bounced);
+}
+
+#[test]
+fn a_maildir_is_read_and_a_report_matching_nobody_is_reported() {
+    let mail = MailServer::start(Faults::default());
+    let (site, sent) = sent_site(&mail);
+    let maildir = site.path("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let mut stranger = Sent {
+        verp: "someone@else.test".into(),
+        message_id: "<nothing@else.test>".into(),
+        list_unsubscribe: "<https://else.test/u/1.x>".into(),
+    };
+    fill(
+        "postfix-hard.eml",
+        "stranger@example.com",
+        &stranger,
+        &maildir.join("new"),
+    );
+    stranger.verp = sent[&("person6@example.com".to_string(), "2026-W06".to_string())]
+        .verp
+        .clone();
+    // A VERP address matches even when the report names some other address.
+    fill(
+        "postfix-hard.eml",
+        "alias@example.com",
+        &stranger,
+        &maildir.join("cur"),
+    );
+    // Another report has another Message-Id.
+    let second = maildir.join("cur/alias@example.com-postfix-hard.eml");
+    let text = std::fs::read_to_string(&second)
+        .unwrap()
+        .replace("4F1A2B3C5D@mail", "5A6B7C8D9E@mail");
+    std::fs::write(&second, text).unwrap();
+    let out = site
+        .command(&["bounces", "import", "Maildir"])
+        .env("GAZETTE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("matches no subscriber"), "{text}");
+    assert!(text.starts_with("1 applied"), "{text}");
+    assert_eq!(status(&site, "person6@example.com"), Status::Bounced);
+}

@@ -69,12 +69,17 @@ pub fn canonical_url(link: &str) -> Option<String> {
     if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
-    let host = url.host_str()?.to_ascii_lowercase();
-    let host = host
+    let mut host = url.host_str()?.to_ascii_lowercase();
+    // `www.` and `m.` name the same site, down to a name that still has a dot.
+    while let Some(rest) = host
         .strip_prefix("www.")
         .or_else(|| host.strip_prefix("m."))
-        .unwrap_or(&host)
-        .to_string();
+    {
+        if !rest.contains('.') {
+            break;
+        }
+        host = rest.to_string();
+    }
     url.set_host(Some(&host)).ok()?;
     url.set_scheme("https").ok()?;
     if matches!(url.port(), Some(80) | Some(443)) {
@@ -395,6 +400,15 @@ mod tests {
             Some("https://example.com")
         );
         assert_eq!(canonical_url("mailto:a@example.com"), None);
+        // Found by the property tests: folding must be idempotent.
+        assert_eq!(
+            canonical_url("http://www.m.test").as_deref(),
+            Some("https://m.test")
+        );
+        assert_eq!(
+            canonical_url("https://m.test").as_deref(),
+            Some("https://m.test")
+        );
         assert_eq!(canonical_url("not a url"), None);
     }
 

@@ -242,6 +242,8 @@ impl Store {
         // the failure the ledger guards against; it skips an fsync per commit.
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.conn.pragma_update(None, "foreign_keys", true)?;
+        // Erased subscribers must not linger in free pages of the file.
+        self.conn.pragma_update(None, "secure_delete", true)?;
         Ok(())
     }
 

@@ -10,6 +10,8 @@ mod browser;
 mod building;
 mod feeds;
 mod inbox;
+mod privacy;
+mod properties;
 mod sending;
 mod serving;
 mod snapshots;

@@ -1,0 +1,116 @@
+//! What we hold about a subscriber: export, erase (with suppression), the "your
+//! data" link, and backups that can be restored (and files that cannot).
+
+use crate::serving::{sent_site, Serving};
+use crate::util::stderr;
+
+#[test]
+fn export_shows_everything_held_and_wipe_leaves_only_a_hash() {
+    let site = sent_site(3, "");
+    site.ok(&["unsubscribe", "person2@example.com"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&site.ok(&["subscribers", "export", "person2@example.com"])).unwrap();
+    assert_eq!(json["subscriber"]["email"], "person2@example.com");
+    assert_eq!(json["subscriber"]["status"], "unsubscribed");
+    assert_eq!(json["deliveries"][0]["issue"], "2026-W06");
+    assert_eq!(json["deliveries"][0]["state"], "sent");
+    assert_eq!(json["unsubscribe_events"][0]["how"], "cli");
+
+    let out = site.ok(&["subscribers", "wipe", "person2@example.com"]);
+    assert!(out.contains("erased person2@example.com"), "{out}");
+    let out = site.run(&["subscribers", "export", "person2@example.com"]);
+    assert!(!out.status.success() && stderr(&out).contains("not on the list"));
+    // Nothing of the address is left in the database file, free pages included.
+    site.store()
+        .conn()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    for file in ["gazette.db", "gazette.db-wal"] {
+        if let Ok(bytes) = std::fs::read(site.path(file)) {
+            let needle = b"person2@example.com";
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{file} still holds the address"
+            );
+        }
+    }
+    // No import or add brings it back.
+    let out = site.run(&["subscribers", "import", "people.csv"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("person2@example.com was erased"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = site.run(&["subscribers", "add", "Person2@Example.com"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("erased"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(site
+        .store()
+        .subscriber_by_email("person2@example.com")
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn the_your_data_link_in_every_email_returns_the_export() {
+    let site = sent_site(2, "");
+    let eml = std::fs::read_to_string(site.path("digests/2026-W06/outbox/0000000001.eml")).unwrap();
+    let text = eml.replace("=\r\n", "");
+    let start = text.find("/letter/data/").unwrap() + "/letter".len();
+    let path: String = text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"')
+        .collect();
+    let server = Serving::start(&site, &[], crate::util::NOW);
+    let http = reqwest::blocking::Client::new();
+    let r = http.get(server.url(&path)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let json: serde_json::Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(json["subscriber"]["email"], "person1@example.com");
+    let other = path.replacen("/data/1.", "/data/2.", 1);
+    assert_eq!(http.get(server.url(&other)).send().unwrap().status(), 400);
+}
+
+#[test]
+fn a_backup_restores_and_bad_files_are_refused() {
+    let site = sent_site(3, "");
+    let out = site.ok(&["backup", "backup.db"]);
+    assert!(out.contains("3 subscribers, integrity ok"), "{out}");
+    assert!(
+        !site.run(&["backup", "backup.db"]).status.success(),
+        "never overwrites"
+    );
+
+    site.ok(&["subscribers", "remove", "person3@example.com"]);
+    let out = site.ok(&["restore", "backup.db"]);
+    assert!(out.contains("restored"), "{out}");
+    assert!(site
+        .store()
+        .subscriber_by_email("person3@example.com")
+        .unwrap()
+        .is_some());
+
+    std::fs::write(site.path("notes.txt"), "not a database at all").unwrap();
+    let err = stderr(&site.run(&["restore", "notes.txt"]));
+    assert!(err.contains("refusing to restore"), "{err}");
+    let other = rusqlite::Connection::open(site.path("other.db")).unwrap();
+    other
+        .execute_batch("CREATE TABLE t (x); PRAGMA user_version = 1;")
+        .unwrap();
+    drop(other);
+    assert!(stderr(&site.run(&["restore", "other.db"])).contains("not a gazette database"));
+    std::fs::copy(site.path("backup.db"), site.path("newer.db")).unwrap();
+    rusqlite::Connection::open(site.path("newer.db"))
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    assert!(stderr(&site.run(&["restore", "newer.db"])).contains("newer than this gazette knows"));
+    assert_eq!(
+        site.store().count_by_status().unwrap(),
+        vec![("active".to_string(), 3)]
+    );
+}

@@ -16,7 +16,10 @@ const WORDS: &[&str] = &[
     "fintech", "loan",
 ];
 
-fn story_strategy() -> impl Strategy<Value = (Vec<usize>, u32, u32, Option<usize>, bool, u8)> {
+/// A story's shape: title words, hour of the week, appearances, topic, hot, source.
+type RawStory = (Vec<usize>, u32, u32, Option<usize>, bool, u8);
+
+fn story_strategy() -> impl Strategy<Value = RawStory> {
     (
         proptest::collection::vec(0..WORDS.len(), 1..7),
         0u32..7 * 24,
@@ -27,7 +30,7 @@ fn story_strategy() -> impl Strategy<Value = (Vec<usize>, u32, u32, Option<usize
     )
 }
 
-fn build_stories(raw: &[(Vec<usize>, u32, u32, Option<usize>, bool, u8)]) -> Vec<Story> {
+fn build_stories(raw: &[RawStory]) -> Vec<Story> {
     let start = Utc.with_ymd_and_hms(2026, 2, 2, 0, 0, 0).unwrap();
     raw.iter()
         .enumerate()

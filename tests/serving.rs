@@ -13,7 +13,7 @@ use reqwest::blocking::Client;
 use crate::mailserver::{Faults, MailServer};
 use crate::util::{fixture, stderr, Site};
 
-const SECRET: &str = "serve-secret-0123456789";
+pub const SECRET: &str = "serve-secret-0123456789";
 
 /// A running server, in this process, on its own thread and runtime.
 pub struct Serving {

@@ -8,6 +8,7 @@ mod util;
 mod bounces;
 mod browser;
 mod building;
+mod concurrency;
 mod feeds;
 mod inbox;
 mod privacy;

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Sending benchmark: gazette sends the sample issue to N subscribers into
-postfix's smtp-sink on loopback, then postfix's own smtp-source sends N messages of
-the same size over the same number of connections into the same sink. Prints both
-rates, their ratio, and gazette's peak RSS.
+"""Sending benchmark: gazette sends the sample issue to N subscribers (each copy
+personalized, each delivery recorded in the ledger) into postfix's smtp-sink on
+loopback, then postfix's own smtp-source sends N messages of the same size over
+the same number of connections into the same sink. Prints both rates, their
+ratio, and gazette's peak RSS, for each N; and optionally gazette's peak RSS at a
+much larger N.
 
-    python3 benches/send_smtp_sink.py [--subscribers 20000] [--connections 20]
+    python3 benches/send_smtp_sink.py [--subscribers 10000,100000] [--connections 20] [--rss-at 1000000]
 
 Needs smtp-sink and smtp-source (Debian: `apt-get install postfix`, with debconf
 "No configuration"); says SKIPPED and exits 0 without them.
@@ -42,10 +44,41 @@ def timed(cmd, env=None):
     return seconds, out, usage.ru_maxrss
 
 
+def run_gazette(gazette, port, subscribers, connections):
+    """One fresh site with `subscribers` readers: returns (seconds, sent, message size, peak RSS KiB)."""
+    work = tempfile.mkdtemp(prefix="gazette-bench-")
+    try:
+        shutil.copy(os.path.join(ROOT, "config.toml"), work)
+        shutil.copytree(os.path.join(ROOT, "sample"), os.path.join(work, "sample"))
+        with open(os.path.join(work, "subscribers.csv"), "w") as f:
+            f.write("email,name\n")
+            for i in range(subscribers):
+                f.write(f"reader{i}@bench.example,Reader {i}\n")
+        env = dict(os.environ,
+                   GAZETTE_DATABASE__SEED_SUBSCRIBERS=os.path.join(work, "subscribers.csv"),
+                   GAZETTE_SMTP__URL=f"smtp://127.0.0.1:{port}",
+                   GAZETTE_SMTP__CONCURRENCY=str(connections),
+                   GAZETTE_SECRET="benchmark-secret")
+        cfg = ["--config", os.path.join(work, "config.toml")]
+        subprocess.run([gazette, *cfg, "fetch"], env=env, check=True, capture_output=True)
+        built = subprocess.run([gazette, *cfg, "build", "--week", "2026-W06"], env=env, check=True,
+                               capture_output=True, text=True).stdout
+        size = int(re.search(r"(\d+) bytes as sent", built).group(1))
+        seconds, out, rss = timed([gazette, *cfg, "send", "--week", "2026-W06"], env)
+        sent = int(re.search(r"sent (\d+)", out).group(1))
+        assert sent == subscribers, out
+        return seconds, sent, size, rss
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--subscribers", type=int, default=20000)
+    p.add_argument("--subscribers", default="10000,100000",
+                   help="comma-separated list sizes to compare with smtp-source")
     p.add_argument("--connections", type=int, default=20)
+    p.add_argument("--rss-at", type=int, default=0,
+                   help="also send to this many subscribers and report only gazette's peak RSS (e.g. 1000000)")
     a = p.parse_args()
     sink, source = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink", shutil.which("smtp-source") or "/usr/sbin/smtp-source"
     if not (os.path.exists(sink) and os.path.exists(source)):
@@ -53,46 +86,26 @@ def main():
         return 0
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     gazette = os.path.join(ROOT, "target", "release", "gazette")
-    work = tempfile.mkdtemp(prefix="gazette-bench-")
     port = free_port()
     user = ["-u", "nobody"] if os.geteuid() == 0 else []
     sink_proc = subprocess.Popen([sink, *user, f"127.0.0.1:{port}", "1024"])
     try:
         time.sleep(0.3)
-        shutil.copy(os.path.join(ROOT, "config.toml"), work)
-        shutil.copytree(os.path.join(ROOT, "sample"), os.path.join(work, "sample"))
-        with open(os.path.join(work, "subscribers.csv"), "w") as f:
-            f.write("email,name\n")
-            for i in range(a.subscribers):
-                f.write(f"reader{i}@bench.example,Reader {i}\n")
-        env = dict(os.environ,
-                   GAZETTE_DATABASE__SEED_SUBSCRIBERS=os.path.join(work, "subscribers.csv"),
-                   GAZETTE_SMTP__URL=f"smtp://127.0.0.1:{port}",
-                   GAZETTE_SMTP__CONCURRENCY=str(a.connections),
-                   GAZETTE_SECRET="benchmark-secret")
-        cfg = ["--config", os.path.join(work, "config.toml")]
-        subprocess.run([gazette, *cfg, "fetch"], env=env, check=True, capture_output=True)
-        built = subprocess.run([gazette, *cfg, "build", "--week", "2026-W06"], env=env, check=True,
-                               capture_output=True, text=True).stdout
-        size = int(re.search(r"(\d+) bytes as sent", built).group(1))
-
-        seconds, out, rss = timed([gazette, *cfg, "send", "--week", "2026-W06"], env)
-        sent = int(re.search(r"sent (\d+)", out).group(1))
-        assert sent == a.subscribers, out
-        gazette_rate = sent / seconds
-
-        src_seconds, _, _ = timed([source, "-s", str(a.connections), "-m", str(a.subscribers), "-l", str(size),
-                                   "-d", "-f", "weekly@fintech-news.example", "-t", "reader@bench.example",
-                                   f"127.0.0.1:{port}"])
-        source_rate = a.subscribers / src_seconds
-        print(f"send_smtp_sink: {a.subscribers} subscribers, {a.connections} connections, {size}-byte messages, smtp-sink on loopback")
-        print(f"  gazette send   {gazette_rate:10.0f} msg/s  ({seconds:.2f} s, peak RSS {rss / 1024:.1f} MiB)")
-        print(f"  smtp-source    {source_rate:10.0f} msg/s  ({src_seconds:.2f} s)")
-        print(f"  ratio          {gazette_rate / source_rate:10.3f} × smtp-source")
+        print(f"send_smtp_sink: {a.connections} connections into smtp-sink on loopback")
+        print(f"  {'subscribers':>11}  {'gazette msg/s':>13}  {'smtp-source msg/s':>17}  {'ratio':>6}  {'gazette peak RSS':>16}  message")
+        for n in [int(x) for x in a.subscribers.split(",") if x]:
+            seconds, sent, size, rss = run_gazette(gazette, port, n, a.connections)
+            src_seconds, _, _ = timed([source, "-s", str(a.connections), "-m", str(n), "-l", str(size),
+                                       "-d", "-f", "weekly@fintech-news.example", "-t", "reader@bench.example",
+                                       f"127.0.0.1:{port}"])
+            ours, theirs = sent / seconds, n / src_seconds
+            print(f"  {n:>11}  {ours:>13.0f}  {theirs:>17.0f}  {ours / theirs:>6.3f}  {rss / 1024:>13.1f} MiB  {size} bytes")
+        if a.rss_at:
+            seconds, sent, size, rss = run_gazette(gazette, port, a.rss_at, a.connections)
+            print(f"  {a.rss_at:>11}  {sent / seconds:>13.0f}  {'(not run)':>17}  {'':>6}  {rss / 1024:>13.1f} MiB  {size} bytes")
     finally:
         sink_proc.terminate()
         sink_proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

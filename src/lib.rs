@@ -21,3 +21,4 @@ pub mod store;
 pub mod token;
 pub mod web;
 pub mod week;
+pub mod wire;

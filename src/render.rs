@@ -197,7 +197,10 @@ pub fn render(
         .build()
         .inline(&html)
         .map_err(|e| RenderError::Inline(e.to_string()))?
-        .replace(" data-css-inline=\"keep\"", "");
+        .replace(" data-css-inline=\"keep\"", "")
+        // A line per tag: quoted-printable then wraps each short line alone, and the
+        // lines holding per-subscriber placeholders can be encoded per copy.
+        .replace("><", ">\n<");
     let text = render_text(selection, choices, ctx);
     Ok(Issue {
         subject,

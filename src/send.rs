@@ -44,6 +44,8 @@ use crate::week::IsoWeek;
 pub enum SendError {
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("delivery ledger: {0}")]
+    Ledger(String),
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("issue {week} is being sent by {holder} (since {since}); wait for it to finish")]
@@ -136,41 +138,225 @@ impl Progress for NoProgress {
 
 // ---------------------------------------------------------------- the ledger
 
-/// The delivery ledger of one issue, on a connection of its own, shared by the
-/// workers. Each call is one short transaction.
+/// The delivery ledger of one issue. Reads (the producer's batches, counts) use
+/// a connection of their own; every write goes to one writer thread that commits
+/// whatever has queued up in one transaction (group commit) and only then answers.
+/// A worker's "sent" record is not waited for, but it is queued before that
+/// worker's next claim, so the claim's commit makes it durable too: a crash can
+/// leave at most one delivery per connection between claim and record.
 struct Ledger {
-    conn: Mutex<Connection>,
+    reader: Mutex<Connection>,
     issue_id: i64,
+    writer: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Op>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<Result<(), String>>>>,
+}
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, String>>;
+
+enum Op {
+    Claim(i64, Reply<bool>),
+    Sent {
+        id: i64,
+        reply: String,
+        message_id: String,
+    },
+    Retry {
+        id: i64,
+        error: String,
+        reply: Option<String>,
+        at: i64,
+        done: Reply<()>,
+    },
+    Failed {
+        id: i64,
+        error: String,
+        reply: Option<String>,
+        bounce: bool,
+        done: Reply<()>,
+    },
 }
 
 fn unix_now() -> i64 {
     Utc::now().timestamp()
 }
 
+/// Applies one write inside the writer's transaction.
+fn apply(tx: &rusqlite::Transaction, issue_id: i64, op: &Op) -> rusqlite::Result<bool> {
+    let now = unix_now();
+    match op {
+        Op::Claim(id, _) => {
+            let claimed = tx
+                .prepare_cached(query("delivery_claim"))?
+                .execute(params![issue_id, id, now])?;
+            if claimed == 0 {
+                tx.prepare_cached(query("delivery_skip_inactive"))?
+                    .execute(params![issue_id, id, now])?;
+            }
+            Ok(claimed == 1)
+        }
+        Op::Sent {
+            id,
+            reply,
+            message_id,
+        } => {
+            tx.prepare_cached(query("delivery_sent"))?
+                .execute(params![issue_id, id, reply, message_id, now])?;
+            Ok(true)
+        }
+        Op::Retry {
+            id,
+            error,
+            reply,
+            at,
+            ..
+        } => {
+            tx.prepare_cached(query("delivery_retry"))?
+                .execute(params![issue_id, id, error, reply, at, now])?;
+            Ok(true)
+        }
+        Op::Failed {
+            id,
+            error,
+            reply,
+            bounce,
+            ..
+        } => {
+            tx.prepare_cached(query("delivery_failed"))?
+                .execute(params![issue_id, id, error, reply, now])?;
+            if *bounce {
+                store::set_status_in(
+                    tx,
+                    *id,
+                    Status::Bounced,
+                    Some(UnsubscribeMethod::Bounce),
+                    Some(issue_id),
+                    Utc::now(),
+                )
+                .map_err(|e| match e {
+                    StoreError::Sql(e) => e,
+                    other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+                })?;
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// The writer thread: a batch per commit, answers after the commit.
+fn write_loop(
+    mut conn: Connection,
+    issue_id: i64,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>,
+    sent: Arc<AtomicU64>,
+) -> Result<(), String> {
+    let mut batch: Vec<Op> = Vec::with_capacity(256);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let outcome: rusqlite::Result<Vec<bool>> = (|| {
+            let tx = conn.transaction()?;
+            let results = batch
+                .iter()
+                .map(|op| apply(&tx, issue_id, op))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(results)
+        })();
+        let failure = outcome.as_ref().err().map(|e| e.to_string());
+        let results = outcome.unwrap_or_default();
+        for (i, op) in batch.drain(..).enumerate() {
+            let result = match &failure {
+                Some(e) => Err(e.clone()),
+                None => Ok(results[i]),
+            };
+            match op {
+                Op::Claim(_, reply) => {
+                    let _ = reply.send(result);
+                }
+                Op::Sent { .. } => {
+                    if result.is_ok() {
+                        sent.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                Op::Retry { done, .. } | Op::Failed { done, .. } => {
+                    let _ = done.send(result.map(|_| ()));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 impl Ledger {
-    fn open(path: &Path, issue_id: i64) -> Result<Ledger, SendError> {
-        // Store::open applies migrations and pragmas; keep its connection.
-        let store = Store::open(path)?;
+    fn open(path: &Path, issue_id: i64, sent: Arc<AtomicU64>) -> Result<Ledger, SendError> {
+        // Store::open applies migrations and pragmas; keep its connections.
+        let reader = Store::open(path)?.into_connection();
+        let writer_conn = Store::open(path)?.into_connection();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("gazette-ledger".into())
+            .spawn(move || write_loop(writer_conn, issue_id, rx, sent))
+            .map_err(|source| SendError::Io {
+                path: "the ledger writer thread".into(),
+                source,
+            })?;
         Ok(Ledger {
-            conn: Mutex::new(store.into_connection()),
+            reader: Mutex::new(reader),
             issue_id,
+            writer: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
-    fn with<T>(
+    fn read<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, SendError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         Ok(f(&mut conn)?)
     }
 
+    fn queue(&self, op: Op) -> Result<(), SendError> {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer
+            .as_ref()
+            .and_then(|w| w.send(op).ok())
+            .ok_or_else(|| SendError::Ledger("the ledger writer has stopped".into()))
+    }
+
+    async fn wait<T>(
+        rx: tokio::sync::oneshot::Receiver<Result<T, String>>,
+    ) -> Result<T, SendError> {
+        rx.await
+            .map_err(|_| SendError::Ledger("the ledger writer has stopped".into()))?
+            .map_err(SendError::Ledger)
+    }
+
+    /// Waits for every queued write to be committed, and stops the writer.
+    fn finish(&self) -> Result<(), SendError> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.join()
+                .map_err(|_| SendError::Ledger("the ledger writer panicked".into()))?
+                .map_err(SendError::Ledger)?;
+        }
+        Ok(())
+    }
+
     fn counts(&self) -> Result<LedgerCounts, SendError> {
-        self.with(|c| ledger_counts(c, self.issue_id))
+        self.read(|c| ledger_counts(c, self.issue_id))
     }
 
     fn due(&self, after: i64, limit: usize) -> Result<Vec<(Recipient, u32)>, SendError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare_cached(query("deliveries_due"))?;
             let rows = stmt.query_map(
                 params![self.issue_id, unix_now(), after, limit as i64],
@@ -190,97 +376,64 @@ impl Ledger {
     }
 
     fn next_retry_at(&self) -> Result<Option<i64>, SendError> {
-        self.with(|c| {
+        self.read(|c| {
             c.prepare_cached(query("deliveries_next_retry_at"))?
                 .query_row(params![self.issue_id], |r| r.get(0))
         })
     }
 
-    /// Claims a delivery; false (and the row marked skipped, if the subscriber
-    /// left) when it is no longer to be sent.
-    fn claim(&self, subscriber_id: i64) -> Result<bool, SendError> {
-        self.with(|c| {
-            let now = unix_now();
-            let claimed = c.prepare_cached(query("delivery_claim"))?.execute(params![
-                self.issue_id,
-                subscriber_id,
-                now
-            ])?;
-            if claimed == 0 {
-                c.prepare_cached(query("delivery_skip_inactive"))?
-                    .execute(params![self.issue_id, subscriber_id, now])?;
-            }
-            Ok(claimed == 1)
-        })
+    /// Claims a delivery, durably; false (and the row marked skipped, if the
+    /// subscriber left) when it is no longer to be sent.
+    async fn claim(&self, subscriber_id: i64) -> Result<bool, SendError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue(Op::Claim(subscriber_id, tx))?;
+        Self::wait(rx).await
     }
 
+    /// Records an accepted message; durable with the worker's next claim.
     fn sent(&self, subscriber_id: i64, reply: &str, message_id: &str) -> Result<(), SendError> {
-        self.with(|c| {
-            c.prepare_cached(query("delivery_sent"))?.execute(params![
-                self.issue_id,
-                subscriber_id,
-                reply,
-                message_id,
-                unix_now()
-            ])?;
-            Ok(())
+        self.queue(Op::Sent {
+            id: subscriber_id,
+            reply: reply.to_string(),
+            message_id: message_id.to_string(),
         })
     }
 
-    fn retry(
+    async fn retry(
         &self,
         subscriber_id: i64,
         error: &str,
         reply: Option<&str>,
         at: i64,
     ) -> Result<(), SendError> {
-        self.with(|c| {
-            c.prepare_cached(query("delivery_retry"))?.execute(params![
-                self.issue_id,
-                subscriber_id,
-                error,
-                reply,
-                at,
-                unix_now()
-            ])?;
-            Ok(())
-        })
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.queue(Op::Retry {
+            id: subscriber_id,
+            error: error.to_string(),
+            reply: reply.map(str::to_string),
+            at,
+            done,
+        })?;
+        Self::wait(rx).await
     }
 
-    /// A permanent failure; `bounce` also marks the subscriber bounced. One transaction.
-    fn failed(
+    /// A permanent failure; `bounce` also marks the subscriber bounced.
+    async fn failed(
         &self,
         subscriber_id: i64,
         error: &str,
         reply: Option<&str>,
         bounce: bool,
     ) -> Result<(), SendError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            tx.prepare_cached(query("delivery_failed"))?
-                .execute(params![
-                    self.issue_id,
-                    subscriber_id,
-                    error,
-                    reply,
-                    unix_now()
-                ])?;
-            if bounce {
-                store::set_status_in(
-                    &tx,
-                    subscriber_id,
-                    Status::Bounced,
-                    Some(UnsubscribeMethod::Bounce),
-                    Some(self.issue_id),
-                    Utc::now(),
-                )
-                .map_err(|e| match e {
-                    StoreError::Sql(e) => e,
-                    other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
-                })?;
-            }
-            tx.commit()
-        })
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.queue(Op::Failed {
+            id: subscriber_id,
+            error: error.to_string(),
+            reply: reply.map(str::to_string),
+            bounce,
+            done,
+        })?;
+        Self::wait(rx).await
     }
 }
 
@@ -562,9 +715,9 @@ async fn connect(
         let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
             .await
             .map_err(|e| e.to_string())?;
-        // Without it every message waits for the server's delayed ACK.
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+        // TCP_NODELAY, and a body leaves with its final dot: see `wire`.
+        let stream = crate::wire::JoinedStream::new(tcp).map_err(|e| e.to_string())?;
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
             .await
             .map_err(|e| e.to_string())?;
         if conn.can_starttls() {
@@ -621,11 +774,12 @@ fn backoff(attempts: u32) -> Duration {
 
 struct Shared {
     ledger: Ledger,
-    issue: Issue,
+    /// Accepted and durably recorded, this run (counted by the ledger writer).
+    prebuilt: message::Prebuilt,
     head: Letterhead,
     signer: Signer,
     max_attempts: u32,
-    sent: AtomicU64,
+    sent: Arc<AtomicU64>,
     in_flight: AtomicUsize,
     stop: Arc<AtomicBool>,
     fatal: Mutex<Option<SendError>>,
@@ -687,13 +841,14 @@ pub async fn send_issue(
             source,
         })?;
     }
+    let sent = Arc::new(AtomicU64::new(0));
     let shared = Arc::new(Shared {
-        ledger: Ledger::open(&config.database.path, issue_id)?,
-        issue,
+        ledger: Ledger::open(&config.database.path, issue_id, sent.clone())?,
+        prebuilt: message::Prebuilt::new(&issue),
         head,
         signer,
         max_attempts: config.smtp.max_attempts,
-        sent: AtomicU64::new(0),
+        sent,
         in_flight: AtomicUsize::new(0),
         stop,
         fatal: Mutex::new(None),
@@ -735,9 +890,12 @@ pub async fn send_issue(
 
     let produced = produce(&shared, tx).await;
     while tasks.join_next().await.is_some() {}
+    // Every record queued by the workers is committed before anything is counted.
+    let recorded = shared.ledger.finish();
     heartbeat.abort();
     progress.finish();
     produced?;
+    recorded?;
     if let Some(e) = shared
         .fatal
         .lock()
@@ -853,14 +1011,14 @@ async fn deliver_one(
         }
         tokio::time::sleep(backoff(tries)).await;
     }
-    if !shared.ledger.claim(recipient.id)? {
+    if !shared.ledger.claim(recipient.id).await? {
         shared.progress.delivered();
         return Ok(());
     }
     let attempts = attempts + 1;
     let message_id = message::new_message_id(&shared.head, recipient.id);
     let built = message::build(
-        &shared.issue,
+        &shared.prebuilt,
         &shared.head,
         &shared.signer,
         recipient,
@@ -874,7 +1032,8 @@ async fn deliver_one(
             // An address that cannot be written into a message never will be.
             shared
                 .ledger
-                .failed(recipient.id, &e.to_string(), None, false)?;
+                .failed(recipient.id, &e.to_string(), None, false)
+                .await?;
             shared.progress.delivered();
             return Ok(());
         }
@@ -895,7 +1054,6 @@ async fn deliver_one(
     {
         Ok(reply) => {
             shared.ledger.sent(recipient.id, &reply, &message_id)?;
-            shared.sent.fetch_add(1, Ordering::SeqCst);
             shared.consecutive_refusals.store(0, Ordering::SeqCst);
             shared.progress.delivered();
         }
@@ -904,7 +1062,8 @@ async fn deliver_one(
             let at = unix_now() + backoff(attempts).as_secs() as i64;
             shared
                 .ledger
-                .retry(recipient.id, &f.message, f.reply.as_deref(), at)?;
+                .retry(recipient.id, &f.message, f.reply.as_deref(), at)
+                .await?;
             if f.broken {
                 tokio::task::yield_now().await;
             }
@@ -913,7 +1072,8 @@ async fn deliver_one(
             tracing::warn!(subscriber = recipient.id, error = %f.message, "delivery failed");
             shared
                 .ledger
-                .failed(recipient.id, &f.message, f.reply.as_deref(), f.bounce)?;
+                .failed(recipient.id, &f.message, f.reply.as_deref(), f.bounce)
+                .await?;
             shared.progress.delivered();
             if !f.transient && !f.bounce {
                 let n = shared.consecutive_refusals.fetch_add(1, Ordering::SeqCst) + 1;
@@ -986,6 +1146,7 @@ pub async fn send_test(
     let head = Letterhead::new(config, week, &issue.subject)?;
     let mut channel = single_channel(config, &outbox_dir(config, week).join("test"))?;
     let mut report = Vec::new();
+    let prebuilt = message::Prebuilt::new(issue);
     for (i, address) in to.iter().enumerate() {
         let recipient = Recipient {
             id: 0,
@@ -994,7 +1155,7 @@ pub async fn send_test(
         };
         let id = message::new_message_id(&head, 0);
         let message = message::build(
-            issue,
+            &prebuilt,
             &head,
             &signer,
             &recipient,

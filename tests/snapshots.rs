@@ -124,7 +124,7 @@ fn formatted_message_of_a_fixed_issue() {
     };
     let date = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_770_624_000);
     let m = message::build(
-        &issue,
+        &message::Prebuilt::new(&issue),
         &head,
         &signer,
         &to,

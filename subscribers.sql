@@ -137,6 +137,11 @@ CREATE TABLE meta (
 INSERT INTO meta (key, value) VALUES ('suppression_salt', lower(hex(randomblob(16))));
 ALTER TABLE deliveries ADD COLUMN claimed_at_ms INTEGER;
 
+-- migration: 3
+-- An image's size, when the feed gives it: emails set width and height on images.
+ALTER TABLE stories ADD COLUMN image_width INTEGER;
+ALTER TABLE stories ADD COLUMN image_height INTEGER;
+
 -- query: feed_upsert
 INSERT INTO feeds (url, name) VALUES (?1, ?2)
 ON CONFLICT (url) DO UPDATE SET name = excluded.name
@@ -155,8 +160,8 @@ SELECT story_id FROM appearances WHERE feed_id = ?1 AND guid = ?2;
 SELECT id FROM stories WHERE url = ?1;
 
 -- query: story_insert
-INSERT INTO stories (url, title, summary, image, published_at, published_estimated, first_seen_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+INSERT INTO stories (url, title, summary, image, published_at, published_estimated, first_seen_at, updated_at, image_width, image_height)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)
 RETURNING id;
 
 -- A feed's later version of an item refreshes the text; a date the feed gives
@@ -165,11 +170,13 @@ RETURNING id;
 UPDATE stories
 SET title = ?2, summary = CASE WHEN ?3 <> '' THEN ?3 ELSE summary END,
     image = coalesce(?4, image),
+    image_width = CASE WHEN ?4 IS NOT NULL THEN ?8 ELSE image_width END,
+    image_height = CASE WHEN ?4 IS NOT NULL THEN ?9 ELSE image_height END,
     published_at = CASE WHEN ?6 = 0 THEN ?5 ELSE published_at END,
     published_estimated = min(published_estimated, ?6),
     updated_at = ?7
 WHERE id = ?1
-  AND (title <> ?2 OR (?3 <> '' AND summary <> ?3) OR (?4 IS NOT NULL AND image IS NOT ?4)
+  AND (title <> ?2 OR (?3 <> '' AND summary <> ?3) OR (?4 IS NOT NULL AND (image IS NOT ?4 OR image_width IS NOT ?8))
        OR (?6 = 0 AND (published_at <> ?5 OR published_estimated = 1)));
 
 -- query: appearance_upsert
@@ -180,7 +187,7 @@ ON CONFLICT (feed_id, guid) DO UPDATE SET link = excluded.link, categories = exc
 -- query: stories_published_between
 SELECT s.id, s.url, s.title, s.summary, s.image, s.published_at, s.published_estimated,
        count(a.id), group_concat(DISTINCT coalesce(f.name, f.url)),
-       json_group_array(json(a.categories))
+       json_group_array(json(a.categories)), s.image_width, s.image_height
 FROM stories s
 JOIN appearances a ON a.story_id = s.id
 JOIN feeds f ON f.id = a.feed_id
@@ -191,7 +198,7 @@ ORDER BY s.id;
 -- query: story_with_url
 SELECT s.id, s.url, s.title, s.summary, s.image, s.published_at, s.published_estimated,
        count(a.id), group_concat(DISTINCT coalesce(f.name, f.url)),
-       json_group_array(json(a.categories))
+       json_group_array(json(a.categories)), s.image_width, s.image_height
 FROM stories s
 JOIN appearances a ON a.story_id = s.id
 JOIN feeds f ON f.id = a.feed_id

@@ -26,6 +26,8 @@ pub struct FeedItem {
     pub summary: String,
     pub categories: Vec<String>,
     pub image: Option<String>,
+    /// The image's width and height in pixels, when the feed says.
+    pub image_size: Option<(u32, u32)>,
     pub published: Option<DateTime<Utc>>,
 }
 
@@ -170,17 +172,30 @@ pub fn parse(bytes: &[u8], base: Option<&str>) -> Result<ParsedFeed, FeedError> 
                 categories.push(name);
             }
         }
-        let image = entry
+        let size = |w: Option<u32>, h: Option<u32>| w.zip(h).filter(|(w, h)| *w > 0 && *h > 0);
+        let found = entry
             .media
             .iter()
             .flat_map(|m| {
                 m.content
                     .iter()
                     .filter(|c| c.content_type.as_ref().is_none_or(|t| t.ty() == "image"))
-                    .filter_map(|c| c.url.as_ref().map(|u| u.to_string()))
-                    .chain(m.thumbnails.iter().map(|t| t.image.uri.clone()))
+                    .filter_map(|c| {
+                        c.url
+                            .as_ref()
+                            .map(|u| (u.to_string(), size(c.width, c.height)))
+                    })
+                    .chain(
+                        m.thumbnails
+                            .iter()
+                            .map(|t| (t.image.uri.clone(), size(t.image.width, t.image.height))),
+                    )
             })
-            .find(|u| u.starts_with("https://") || u.starts_with("http://"));
+            .find(|(u, _)| u.starts_with("https://") || u.starts_with("http://"));
+        let (image, image_size) = match found {
+            Some((u, s)) => (Some(u), s),
+            None => (None, None),
+        };
         let guid = if entry.id.trim().is_empty() {
             link.clone()
         } else {
@@ -194,6 +209,7 @@ pub fn parse(bytes: &[u8], base: Option<&str>) -> Result<ParsedFeed, FeedError> 
             summary,
             categories,
             image,
+            image_size,
             published: entry.published.or(entry.updated),
         });
     }

@@ -115,6 +115,9 @@ pub struct Candidate {
     pub title: String,
     pub summary: String,
     pub image: Option<String>,
+    /// Width and height of the image in pixels, when known.
+    #[serde(default)]
+    pub image_size: Option<(u32, u32)>,
     pub published_at: DateTime<Utc>,
     pub sources: Vec<String>,
     pub categories: Vec<String>,
@@ -496,6 +499,7 @@ fn merge(stories: &[Story], group: &[usize], views: &HashMap<String, u64>) -> Ca
         title: rep.title.clone(),
         summary: rep.summary.clone(),
         image: rep.image.clone(),
+        image_size: rep.image_size,
         published_at: published,
         sources: sources.into_iter().collect(),
         topic: topic_of(&categories),
@@ -569,6 +573,7 @@ mod tests {
             title: title.into(),
             summary: String::new(),
             image: None,
+            image_size: None,
             published_at: Utc.with_ymd_and_hms(2026, 2, day, 9, 0, 0).unwrap(),
             published_estimated: false,
             appearances: 1,

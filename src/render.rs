@@ -210,6 +210,14 @@ pub fn render(
     })
 }
 
+/// The lead image's width in the 600 px layout (less the side padding).
+const HERO_WIDTH: u32 = 552;
+
+/// The lead image's height at [`HERO_WIDTH`], from its size in the feed.
+fn hero_height(size: Option<(u32, u32)>) -> Option<u32> {
+    size.map(|(w, h)| ((f64::from(HERO_WIDTH) * f64::from(h) / f64::from(w)).round() as u32).max(1))
+}
+
 fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
     let tz = ctx.newsletter.timezone;
     let title = untrusted(&c.title);
@@ -225,7 +233,13 @@ fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
             @if lead {
                 @if let Some(img) = &c.image {
                     a href=(c.url) {
-                        img class="hero" src=(img) alt=(title) width="552";
+                        // Width and height keep the layout steady while the image
+                        // loads, and Outlook needs the width; CSS lets it shrink.
+                        @if let Some(height) = hero_height(c.image_size) {
+                            img class="hero" src=(img) alt=(title) width=(HERO_WIDTH) height=(height);
+                        } @else {
+                            img class="hero" src=(img) alt=(title) width=(HERO_WIDTH);
+                        }
                     }
                 }
             }

@@ -187,6 +187,8 @@ pub struct Story {
     pub title: String,
     pub summary: String,
     pub image: Option<String>,
+    /// The image's width and height in pixels, when the feed gave them.
+    pub image_size: Option<(u32, u32)>,
     pub published_at: DateTime<Utc>,
     /// The feed gave no date: `published_at` is when gazette first saw it.
     pub published_estimated: bool,
@@ -413,7 +415,9 @@ fn store_items_in(
                     item.image,
                     published,
                     estimated,
-                    now_s
+                    now_s,
+                    item.image_size.map(|s| s.0),
+                    item.image_size.map(|s| s.1)
                 ])?;
                 if changed > 0 {
                     counts.updated += 1;
@@ -432,7 +436,9 @@ fn store_items_in(
                         item.image,
                         published,
                         estimated,
-                        now_s
+                        now_s,
+                        item.image_size.map(|s| s.0),
+                        item.image_size.map(|s| s.1)
                     ],
                     |r| r.get(0),
                 )?
@@ -467,6 +473,9 @@ fn story_from_row(r: &rusqlite::Row) -> rusqlite::Result<Story> {
         title: r.get(2)?,
         summary: r.get(3)?,
         image: r.get(4)?,
+        image_size: r
+            .get::<_, Option<u32>>(10)?
+            .zip(r.get::<_, Option<u32>>(11)?),
         published_at: from_unix(r.get(5)?),
         published_estimated: r.get::<_, i64>(6)? != 0,
         appearances: r.get::<_, i64>(7)? as u32,
@@ -511,6 +520,7 @@ mod tests {
             summary: String::new(),
             categories: vec!["Fintech".into()],
             image: None,
+            image_size: None,
             published: Some(Utc.with_ymd_and_hms(2026, 2, 3, 0, 0, 0).unwrap()),
         }
     }

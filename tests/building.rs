@@ -61,6 +61,22 @@ fn build_folds_duplicates_and_leaves_out_other_weeks() {
     );
     assert!(!html.contains(">Central Bank Cuts Policy Rate by 100 Basis Points</a>"));
     assert!(site.path("digests/2026-W06/digest.txt").exists());
+    // The lead image has its alt text and a width and height from the feed (1200×675).
+    let img = html
+        .split("<img")
+        .nth(1)
+        .unwrap()
+        .split('>')
+        .next()
+        .unwrap();
+    assert!(
+        img.contains("alt=\"Central bank cuts policy rate by 100 basis points\""),
+        "{img}"
+    );
+    assert!(
+        img.contains("width=\"552\"") && img.contains("height=\"311\""),
+        "{img}"
+    );
 }
 
 #[test]

@@ -45,6 +45,7 @@ fn build_stories(raw: &[RawStory]) -> Vec<Story> {
                     .join(" "),
                 summary: String::new(),
                 image: None,
+                image_size: None,
                 published_at: start + Duration::hours(*hour as i64),
                 published_estimated: false,
                 appearances: *appearances,

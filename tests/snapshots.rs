@@ -23,6 +23,7 @@ fn story(
         title: title.into(),
         summary: summary.into(),
         image: (id == 1).then(|| "https://news.test/img/lead.jpg".to_string()),
+        image_size: (id == 1).then_some((1200, 675)),
         published_at: Utc.with_ymd_and_hms(2026, 2, day, 8, 30, 0).unwrap(),
         published_estimated: false,
         appearances,

@@ -567,6 +567,8 @@ struct Failure {
     bounce: bool,
     /// The connection is unusable; reconnect before the next message.
     broken: bool,
+    /// 421, or an enhanced code 4.7.x: the server wants fewer messages.
+    slow_down: bool,
 }
 
 /// Codes that say the mailbox is bad (not that we are, or the message is).
@@ -635,6 +637,7 @@ impl Channel {
                     transient: true,
                     bounce: false,
                     broken: false,
+                    slow_down: false,
                 })?;
                 Ok(format!("written to {}", path.display()))
             }
@@ -646,6 +649,7 @@ impl Channel {
                         transient: true,
                         bounce: false,
                         broken: true,
+                        slow_down: false,
                     });
                 };
                 let result = tokio::time::timeout(*timeout, c.send(envelope, bytes)).await;
@@ -658,6 +662,7 @@ impl Channel {
                             transient: true,
                             bounce: false,
                             broken: true,
+                            slow_down: false,
                         })
                     }
                     Ok(Ok(response)) => Ok(format!(
@@ -674,6 +679,9 @@ impl Channel {
                             e.status().map(|s| s.to_string().parse().unwrap_or(0));
                         let text = e.to_string();
                         Err(Failure {
+                            slow_down: code == Some(421)
+                                || text.contains(" 4.7.")
+                                || text.starts_with("4.7."),
                             reply: code.map(|c| format!("{c} {text}")),
                             bounce: e.is_permanent()
                                 && code.is_some_and(|c| is_mailbox_refusal(c, &text)),
@@ -752,6 +760,83 @@ fn server_label(config: &Config) -> String {
     }
 }
 
+// ---------------------------------------------------------------- throttling
+
+/// How fast messages may go: at most `rate` a second, at most `per_hour` in any
+/// sliding hour, and not at all while a server's "slow down" pause lasts. Pure
+/// (the caller passes the time), so it is tested without waiting.
+struct Throttle {
+    interval: Option<Duration>,
+    next_slot: Instant,
+    per_hour: usize,
+    /// When the messages of the last hour went, oldest first.
+    window: std::collections::VecDeque<Instant>,
+    paused_until: Instant,
+    pause: Duration,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl Throttle {
+    fn new(rate: f64, per_hour: u32, now: Instant) -> Throttle {
+        Throttle {
+            interval: (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate)),
+            next_slot: now,
+            per_hour: per_hour as usize,
+            window: std::collections::VecDeque::new(),
+            paused_until: now,
+            pause: Duration::ZERO,
+        }
+    }
+
+    /// Takes a slot at `now` (`None`), or says how long to wait first.
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        let mut ready_at = self.paused_until.max(if self.interval.is_some() {
+            self.next_slot
+        } else {
+            now
+        });
+        if self.per_hour > 0 {
+            while self
+                .window
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= HOUR)
+            {
+                self.window.pop_front();
+            }
+            if self.window.len() >= self.per_hour {
+                ready_at = ready_at.max(self.window[0] + HOUR);
+            }
+        }
+        if ready_at > now {
+            return Some(ready_at - now);
+        }
+        if let Some(interval) = self.interval {
+            self.next_slot = self.next_slot.max(now) + interval;
+        }
+        if self.per_hour > 0 {
+            self.window.push_back(now);
+        }
+        None
+    }
+
+    /// The server said 421 or 4.7.x: pause everyone, longer each time in a row
+    /// (5 s, 10 s, 20 s … 5 minutes; scaled in tests by `GAZETTE_SMTP_RETRY_MS`).
+    fn slow_down(&mut self, now: Instant) -> Duration {
+        self.pause = if self.pause.is_zero() {
+            backoff(1) * 5
+        } else {
+            (self.pause * 2).min(Duration::from_secs(300))
+        };
+        self.paused_until = self.paused_until.max(now + self.pause);
+        self.pause
+    }
+
+    fn accepted(&mut self) {
+        self.pause = Duration::ZERO;
+    }
+}
+
 // ---------------------------------------------------------------- sending
 
 /// Where the outbox of a week is.
@@ -784,7 +869,7 @@ struct Shared {
     stop: Arc<AtomicBool>,
     fatal: Mutex<Option<SendError>>,
     consecutive_refusals: AtomicUsize,
-    rate: Option<(Duration, tokio::sync::Mutex<Instant>)>,
+    throttle: Mutex<Throttle>,
     progress: Arc<dyn Progress>,
 }
 
@@ -853,12 +938,11 @@ pub async fn send_issue(
         stop,
         fatal: Mutex::new(None),
         consecutive_refusals: AtomicUsize::new(0),
-        rate: (config.smtp.rate > 0.0).then(|| {
-            (
-                Duration::from_secs_f64(1.0 / config.smtp.rate),
-                tokio::sync::Mutex::new(Instant::now()),
-            )
-        }),
+        throttle: Mutex::new(Throttle::new(
+            config.smtp.rate,
+            config.smtp.per_hour,
+            Instant::now(),
+        )),
         progress: progress.clone(),
     });
     progress.start(before.pending);
@@ -1011,6 +1095,21 @@ async fn deliver_one(
         }
         tokio::time::sleep(backoff(tries)).await;
     }
+    // Wait for a slot before claiming: a delivery is claimed only when it goes now.
+    loop {
+        let wait = shared
+            .throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(Instant::now());
+        match wait {
+            None => break,
+            Some(d) => tokio::time::sleep(d).await,
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+    }
     if !shared.ledger.claim(recipient.id).await? {
         shared.progress.delivered();
         return Ok(());
@@ -1038,14 +1137,6 @@ async fn deliver_one(
             return Ok(());
         }
     };
-    if let Some((interval, next)) = &shared.rate {
-        let mut next = next.lock().await;
-        let now = Instant::now();
-        if *next > now {
-            tokio::time::sleep(*next - now).await;
-        }
-        *next = (*next).max(now) + *interval;
-    }
     let bytes = message.formatted();
     let file_name = format!("{:010}.eml", recipient.id);
     match channel
@@ -1053,11 +1144,24 @@ async fn deliver_one(
         .await
     {
         Ok(reply) => {
+            shared
+                .throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .accepted();
             shared.ledger.sent(recipient.id, &reply, &message_id)?;
             shared.consecutive_refusals.store(0, Ordering::SeqCst);
             shared.progress.delivered();
         }
         Err(f) if f.transient && attempts < shared.max_attempts => {
+            if f.slow_down {
+                let pause = shared
+                    .throttle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .slow_down(Instant::now());
+                tracing::warn!(pause_secs = pause.as_secs(), reply = ?f.reply, "the server asks us to slow down; pausing");
+            }
             tracing::info!(subscriber = recipient.id, attempts, error = %f.message, "transient failure; will retry");
             let at = unix_now() + backoff(attempts).as_secs() as i64;
             shared
@@ -1213,5 +1317,46 @@ pub fn would_receive(
             count += 1;
             each(&email);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hourly_window_is_honoured_exactly() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(0.0, 3, t0);
+        assert_eq!(t.take(t0), None);
+        assert_eq!(t.take(t0 + Duration::from_secs(10)), None);
+        assert_eq!(t.take(t0 + Duration::from_secs(20)), None);
+        // The fourth waits until the first is an hour old, to the second.
+        assert_eq!(
+            t.take(t0 + Duration::from_secs(30)),
+            Some(HOUR - Duration::from_secs(30))
+        );
+        assert_eq!(
+            t.take(t0 + HOUR - Duration::from_millis(1)),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(t.take(t0 + HOUR), None);
+        assert_eq!(t.take(t0 + HOUR), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn the_rate_spaces_messages_and_a_slow_down_pauses_all() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(2.0, 0, t0);
+        assert_eq!(t.take(t0), None);
+        assert_eq!(t.take(t0), Some(Duration::from_millis(500)));
+        assert_eq!(t.take(t0 + Duration::from_millis(500)), None);
+        let pause = t.slow_down(t0 + Duration::from_secs(1));
+        assert!(pause > Duration::ZERO);
+        assert_eq!(t.take(t0 + Duration::from_secs(1)), Some(pause));
+        let longer = t.slow_down(t0 + Duration::from_secs(1));
+        assert_eq!(longer, pause * 2);
+        t.accepted();
+        assert_eq!(t.slow_down(t0 + Duration::from_secs(1)), pause);
     }
 }

@@ -182,6 +182,16 @@ pub struct Smtp {
     /// When set, each message's envelope sender is `bounce+<token>@<this>` (VERP),
     /// so a bounce names its subscriber.
     pub bounce_domain: Option<String>,
+    /// More relays beside `url`, each with its own connections and limits.
+    pub relays: Vec<Relay>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub server: SmtpServer,
+    pub concurrency: usize,
+    pub rate: f64,
+    pub per_hour: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -409,6 +419,7 @@ struct RawSmtp {
     on_uncertain: UncertainPolicy,
     unsubscribe_mailto: Option<String>,
     bounce_domain: Option<String>,
+    relays: Vec<RawRelay>,
     dkim: Option<RawDkim>,
     /// Only ever set from `GAZETTE_SMTP__PASSWORD`; refused in the file.
     password: Option<Secret>,
@@ -427,10 +438,22 @@ impl Default for RawSmtp {
             on_uncertain: UncertainPolicy::Skip,
             unsubscribe_mailto: None,
             bounce_domain: None,
+            relays: Vec::new(),
             dkim: None,
             password: None,
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    url: String,
+    concurrency: Option<usize>,
+    rate: Option<f64>,
+    per_hour: Option<u32>,
+    /// The name of the environment variable that holds this relay's password.
+    password_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -499,9 +522,10 @@ impl Config {
                 }
             }
         }
+        let env: Vec<(String, String)> = env.into_iter().collect();
         let mut secret = None;
         let mut overrides: BTreeMap<String, (String, String)> = BTreeMap::new();
-        for (var, value) in env {
+        for (var, value) in env.iter().cloned() {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
@@ -566,7 +590,7 @@ impl Config {
                 }
             }
         };
-        validate(raw, file, base_dir, secret)
+        validate(raw, file, base_dir, secret, &env)
     }
 
     /// The directory of one week's built issue.
@@ -655,6 +679,7 @@ fn validate(
     file: &str,
     base_dir: &Path,
     secret: Option<Secret>,
+    env: &[(String, String)],
 ) -> Result<Config, ConfigError> {
     let n = raw.newsletter;
     let nonempty = |key: &str, v: &str| {
@@ -848,6 +873,66 @@ fn validate(
         }
         None => None,
     };
+    let mut relays = Vec::new();
+    for (i, r) in s.relays.iter().enumerate() {
+        let key = |k: &str| format!("smtp.relays[{i}].{k}");
+        if matches!(transport, Transport::Outbox(_)) {
+            return Err(key_error(
+                file,
+                "smtp.relays",
+                "relays need an smtp:// or smtps:// [smtp] url, not the file outbox",
+            ));
+        }
+        // Read when the relay is used, so commands that send nothing do not need it.
+        let password = r.password_env.as_ref().map(|var| {
+            Secret(
+                env.iter()
+                    .find(|(k, _)| k == var)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+            )
+        });
+        if let Some(var) = &r.password_env {
+            if !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || var.is_empty() {
+                return Err(key_error(
+                    file,
+                    &key("password_env"),
+                    format!("{var:?} is not an environment variable name"),
+                ));
+            }
+        }
+        let Transport::Smtp(server) = parse_transport(&r.url, password, &resolve)
+            .map_err(|m| key_error(file, &key("url"), m))?
+        else {
+            return Err(key_error(
+                file,
+                &key("url"),
+                "a relay is an smtp:// or smtps:// URL",
+            ));
+        };
+        let concurrency = r.concurrency.unwrap_or(s.concurrency);
+        if concurrency == 0 || concurrency > 1000 {
+            return Err(key_error(
+                file,
+                &key("concurrency"),
+                "must be from 1 to 1000",
+            ));
+        }
+        let rate = r.rate.unwrap_or(0.0);
+        if !(rate.is_finite() && rate >= 0.0) {
+            return Err(key_error(
+                file,
+                &key("rate"),
+                "must be messages per second, 0 for unlimited",
+            ));
+        }
+        relays.push(Relay {
+            server,
+            concurrency,
+            rate,
+            per_hour: r.per_hour.unwrap_or(0),
+        });
+    }
     if raw.bounces.soft_limit == 0 {
         return Err(key_error(file, "bounces.soft_limit", "must be at least 1"));
     }
@@ -947,6 +1032,7 @@ fn validate(
             dkim,
             unsubscribe_mailto: s.unsubscribe_mailto,
             bounce_domain,
+            relays,
         },
         bounces: Bounces {
             maildir: raw.bounces.maildir.as_deref().map(resolve),

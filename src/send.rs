@@ -591,12 +591,16 @@ impl Channel {
     fn new(config: &Config, outbox: &Path) -> Channel {
         match &config.smtp.transport {
             Transport::Outbox(_) => Channel::Outbox(outbox.to_path_buf()),
-            Transport::Smtp(server) => Channel::Smtp {
-                server: server.clone(),
-                require_tls: config.smtp.require_tls,
-                timeout: Duration::from_secs(config.smtp.timeout_secs),
-                conn: None,
-            },
+            Transport::Smtp(server) => Channel::to_server(config, server),
+        }
+    }
+
+    fn to_server(config: &Config, server: &SmtpServer) -> Channel {
+        Channel::Smtp {
+            server: server.clone(),
+            require_tls: config.smtp.require_tls,
+            timeout: Duration::from_secs(config.smtp.timeout_secs),
+            conn: None,
         }
     }
 
@@ -857,6 +861,20 @@ fn backoff(attempts: u32) -> Duration {
     Duration::from_millis((base_ms << attempts.min(12).saturating_sub(1)).min(300_000))
 }
 
+/// One relay's share of the send: its limits, and whether it is out of rotation.
+struct RelayState {
+    label: String,
+    throttle: Mutex<Throttle>,
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl RelayState {
+    fn down(&self, now: Instant) -> Option<Instant> {
+        let down = *self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        down.filter(|t| *t > now)
+    }
+}
+
 struct Shared {
     ledger: Ledger,
     /// Accepted and durably recorded, this run (counted by the ledger writer).
@@ -869,7 +887,7 @@ struct Shared {
     stop: Arc<AtomicBool>,
     fatal: Mutex<Option<SendError>>,
     consecutive_refusals: AtomicUsize,
-    throttle: Mutex<Throttle>,
+    relays: Vec<RelayState>,
     progress: Arc<dyn Progress>,
 }
 
@@ -926,6 +944,30 @@ pub async fn send_issue(
             source,
         })?;
     }
+    // The relays: [smtp] url, then [[smtp.relays]], each with its connections,
+    // rate and hourly limit.
+    let plan: Vec<(Option<SmtpServer>, usize, f64, u32)> = match &config.smtp.transport {
+        Transport::Outbox(_) => vec![(
+            None,
+            config.smtp.concurrency,
+            config.smtp.rate,
+            config.smtp.per_hour,
+        )],
+        Transport::Smtp(server) => std::iter::once((
+            Some(server.clone()),
+            config.smtp.concurrency,
+            config.smtp.rate,
+            config.smtp.per_hour,
+        ))
+        .chain(
+            config
+                .smtp
+                .relays
+                .iter()
+                .map(|r| (Some(r.server.clone()), r.concurrency, r.rate, r.per_hour)),
+        )
+        .collect(),
+    };
     let sent = Arc::new(AtomicU64::new(0));
     let shared = Arc::new(Shared {
         ledger: Ledger::open(&config.database.path, issue_id, sent.clone())?,
@@ -938,28 +980,38 @@ pub async fn send_issue(
         stop,
         fatal: Mutex::new(None),
         consecutive_refusals: AtomicUsize::new(0),
-        throttle: Mutex::new(Throttle::new(
-            config.smtp.rate,
-            config.smtp.per_hour,
-            Instant::now(),
-        )),
+        relays: plan
+            .iter()
+            .map(|(server, _, rate, per_hour)| RelayState {
+                label: match server {
+                    Some(s) => format!("{}:{}", s.host, s.port),
+                    None => "the outbox".into(),
+                },
+                throttle: Mutex::new(Throttle::new(*rate, *per_hour, Instant::now())),
+                down_until: Mutex::new(None),
+            })
+            .collect(),
         progress: progress.clone(),
     });
     progress.start(before.pending);
 
-    let workers = config.smtp.concurrency;
+    let workers: usize = plan.iter().map(|(_, n, _, _)| n).sum();
     let (tx, rx) = tokio::sync::mpsc::channel::<(Recipient, u32)>(workers * 4);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..workers {
-        let shared = shared.clone();
-        let rx = rx.clone();
-        let mut channel = Channel::new(config, &outbox);
-        let server = server_label(config);
-        tasks.spawn(async move {
-            worker(&shared, &mut channel, rx, &server).await;
-            channel.close().await;
-        });
+    for (relay, (server, connections, _, _)) in plan.iter().enumerate() {
+        for _ in 0..*connections {
+            let shared = shared.clone();
+            let rx = rx.clone();
+            let mut channel = match server {
+                Some(server) => Channel::to_server(config, server),
+                None => Channel::new(config, &outbox),
+            };
+            tasks.spawn(async move {
+                worker(&shared, &mut channel, rx, relay).await;
+                channel.close().await;
+            });
+        }
     }
     let heartbeat = {
         let path = config.database.path.clone();
@@ -1060,15 +1112,22 @@ async fn worker(
     shared: &Shared,
     channel: &mut Channel,
     rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(Recipient, u32)>>>,
-    server: &str,
+    relay: usize,
 ) {
     loop {
+        // A relay out of rotation takes no work until it is due back.
+        while let Some(until) = shared.relays[relay].down(Instant::now()) {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(200))).await;
+        }
         let job = { rx.lock().await.recv().await };
         let Some((recipient, attempts)) = job else {
             return;
         };
         if !shared.stop.load(Ordering::SeqCst) {
-            if let Err(e) = deliver_one(shared, channel, &recipient, attempts, server).await {
+            if let Err(e) = deliver_one(shared, channel, &recipient, attempts, relay).await {
                 shared.fail(e);
             }
         }
@@ -1081,23 +1140,38 @@ async fn deliver_one(
     channel: &mut Channel,
     recipient: &Recipient,
     attempts: u32,
-    server: &str,
+    relay: usize,
 ) -> Result<(), SendError> {
+    let state = &shared.relays[relay];
     // Connect before claiming: a server that is down never leaves a claim behind.
     let mut tries = 0;
     while let Err(reason) = channel.ready().await {
         tries += 1;
         if tries >= 3 {
-            return Err(SendError::Unreachable {
-                server: server.to_string(),
-                reason,
-            });
+            let now = Instant::now();
+            let others_up = shared
+                .relays
+                .iter()
+                .enumerate()
+                .any(|(i, r)| i != relay && r.down(now).is_none());
+            if !others_up {
+                return Err(SendError::Unreachable {
+                    server: state.label.clone(),
+                    reason,
+                });
+            }
+            // Out of rotation for a while; the delivery, never claimed, stays
+            // pending for the other relays.
+            let back = now + backoff(1) * 60;
+            *state.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(back);
+            tracing::warn!(relay = %state.label, %reason, "relay out of rotation for a minute");
+            return Ok(());
         }
         tokio::time::sleep(backoff(tries)).await;
     }
     // Wait for a slot before claiming: a delivery is claimed only when it goes now.
     loop {
-        let wait = shared
+        let wait = state
             .throttle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1144,7 +1218,7 @@ async fn deliver_one(
         .await
     {
         Ok(reply) => {
-            shared
+            state
                 .throttle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -1155,7 +1229,7 @@ async fn deliver_one(
         }
         Err(f) if f.transient && attempts < shared.max_attempts => {
             if f.slow_down {
-                let pause = shared
+                let pause = state
                     .throttle
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

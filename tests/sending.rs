@@ -449,3 +449,43 @@ fn after_a_kill_the_rerun_finishes_with_no_one_missing_and_duplicates_only_where
         stdout(&out)
     );
 }
+
+#[test]
+fn several_relays_share_the_send_and_a_dead_one_leaves_the_rotation() {
+    let a = MailServer::start(Faults::default());
+    let b = MailServer::start(Faults::default());
+    let extra = format!(
+        "concurrency = 2\n\n[[smtp.relays]]\nurl = {:?}\nconcurrency = 2\npassword_env = \"RELAY_B_PASSWORD\"\n",
+        b.url()
+    );
+    let spread = site(&a.url(), 60, &extra);
+    let out = send_cmd(&spread, &[])
+        .env("RELAY_B_PASSWORD", "unused")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (ca, cb) = (a.per_recipient(), b.per_recipient());
+    assert_eq!(ca.len() + cb.len(), 60);
+    assert!(
+        !ca.is_empty() && !cb.is_empty(),
+        "both relays carried mail: {} and {}",
+        ca.len(),
+        cb.len()
+    );
+    assert!(ca.keys().all(|k| !cb.contains_key(k)), "nobody twice");
+
+    // The first relay is down: the second carries everything.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("smtp://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let c = MailServer::start(Faults::default());
+    let extra = format!(
+        "concurrency = 2\n\n[[smtp.relays]]\nurl = {:?}\nconcurrency = 2\n",
+        c.url()
+    );
+    let site = site(&dead, 30, &extra);
+    let out = send(&site, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(c.per_recipient().len(), 30);
+    assert!(c.per_recipient().values().all(|&n| n == 1));
+}

@@ -17,6 +17,7 @@ pub mod rank;
 pub mod render;
 pub mod schedule;
 pub mod send;
+pub mod smtp;
 pub mod store;
 pub mod token;
 pub mod web;

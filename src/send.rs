@@ -571,9 +571,37 @@ struct Failure {
     slow_down: bool,
 }
 
+/// A refused or failed delivery, classified for the retry policy.
+fn failure(code: Option<u16>, text: String, permanent: bool, broken: bool) -> Failure {
+    Failure {
+        slow_down: code == Some(421) || text.contains(" 4.7.") || text.starts_with("4.7."),
+        reply: code.map(|c| format!("{c} {text}")),
+        bounce: permanent && code.is_some_and(|c| is_mailbox_refusal(c, &text)),
+        transient: !permanent,
+        broken,
+        message: text,
+    }
+}
+
 /// Codes that say the mailbox is bad (not that we are, or the message is).
 fn is_mailbox_refusal(code: u16, text: &str) -> bool {
     matches!(code, 550 | 551 | 553) || text.trim_start().starts_with("5.1.")
+}
+
+/// An open SMTP connection: gazette's own client on plain connections that need
+/// neither TLS nor a login (it pipelines), lettre's otherwise.
+enum Conn {
+    Lettre(Box<AsyncSmtpConnection>),
+    Fast(Box<crate::smtp::Client>),
+}
+
+impl Conn {
+    fn has_broken(&self) -> bool {
+        match self {
+            Conn::Lettre(c) => c.has_broken(),
+            Conn::Fast(_) => false,
+        }
+    }
 }
 
 /// One worker's way to hand messages over.
@@ -583,7 +611,7 @@ enum Channel {
         server: SmtpServer,
         require_tls: bool,
         timeout: Duration,
-        conn: Option<Box<AsyncSmtpConnection>>,
+        conn: Option<Conn>,
     },
 }
 
@@ -622,7 +650,7 @@ impl Channel {
         let c = tokio::time::timeout(*timeout, connect(server, *require_tls, *timeout))
             .await
             .map_err(|_| format!("no answer within {} s", timeout.as_secs()))??;
-        *conn = Some(Box::new(c));
+        *conn = Some(c);
         Ok(())
     }
 
@@ -656,6 +684,31 @@ impl Channel {
                         slow_down: false,
                     });
                 };
+                let Conn::Lettre(c) = c else {
+                    let Conn::Fast(client) = c else {
+                        unreachable!()
+                    };
+                    let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
+                    let to = envelope
+                        .to()
+                        .first()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    return match client.send(&from, &to, bytes).await {
+                        Ok(reply) => Ok(reply.to_string().replace('\n', " ")),
+                        Err(e) => {
+                            if e.broken {
+                                *conn = None;
+                            }
+                            Err(failure(
+                                e.reply.as_ref().map(|r| r.code),
+                                e.message.replace('\n', " "),
+                                e.is_permanent(),
+                                e.broken,
+                            ))
+                        }
+                    };
+                };
                 let result = tokio::time::timeout(*timeout, c.send(envelope, bytes)).await;
                 match result {
                     Err(_) => {
@@ -681,18 +734,7 @@ impl Channel {
                         }
                         let code: Option<u16> =
                             e.status().map(|s| s.to_string().parse().unwrap_or(0));
-                        let text = e.to_string();
-                        Err(Failure {
-                            slow_down: code == Some(421)
-                                || text.contains(" 4.7.")
-                                || text.starts_with("4.7."),
-                            reply: code.map(|c| format!("{c} {text}")),
-                            bounce: e.is_permanent()
-                                && code.is_some_and(|c| is_mailbox_refusal(c, &text)),
-                            transient: !e.is_permanent(),
-                            broken,
-                            message: text,
-                        })
+                        Err(failure(code, e.to_string(), e.is_permanent(), broken))
                     }
                 }
             }
@@ -700,8 +742,21 @@ impl Channel {
     }
 
     async fn close(&mut self) {
-        if let Channel::Smtp { conn: Some(c), .. } = self {
-            let _ = tokio::time::timeout(Duration::from_secs(2), c.quit()).await;
+        let two_seconds = Duration::from_secs(2);
+        match self {
+            Channel::Smtp {
+                conn: Some(Conn::Lettre(c)),
+                ..
+            } => {
+                let _ = tokio::time::timeout(two_seconds, c.quit()).await;
+            }
+            Channel::Smtp {
+                conn: Some(Conn::Fast(c)),
+                ..
+            } => {
+                let _ = tokio::time::timeout(two_seconds, c.quit()).await;
+            }
+            _ => {}
         }
     }
 }
@@ -710,7 +765,25 @@ async fn connect(
     server: &SmtpServer,
     require_tls: bool,
     timeout: Duration,
-) -> Result<AsyncSmtpConnection, String> {
+) -> Result<Conn, String> {
+    // Plain, no login: gazette's own client, unless the server offers STARTTLS.
+    if !server.implicit_tls && server.user.is_none() {
+        let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let force = std::env::var("GAZETTE_SMTP_PIPELINING").is_ok_and(|v| v == "always");
+        let client = crate::smtp::Client::connect(tcp, &hostname(), timeout, force)
+            .await
+            .map_err(|e| e.message)?;
+        if !client.starttls {
+            if require_tls {
+                return Err(
+                    "the server does not offer STARTTLS and [smtp] require_tls is set".into(),
+                );
+            }
+            return Ok(Conn::Fast(Box::new(client)));
+        }
+    }
     let hello = ClientId::default();
     let tls = || TlsParameters::new(server.host.clone()).map_err(|e| format!("TLS: {e}"));
     let mut conn = if server.implicit_tls {
@@ -754,7 +827,7 @@ async fn connect(
         .await
         .map_err(|e| format!("login as {user}: {e}"))?;
     }
-    Ok(conn)
+    Ok(Conn::Lettre(Box::new(conn)))
 }
 
 fn server_label(config: &Config) -> String {

@@ -489,3 +489,53 @@ fn several_relays_share_the_send_and_a_dead_one_leaves_the_rotation() {
     assert_eq!(c.per_recipient().len(), 30);
     assert!(c.per_recipient().values().all(|&n| n == 1));
 }
+
+#[test]
+fn pipelined_mail_rcpt_data_take_every_reply_path() {
+    // MAIL, RCPT and DATA in one write, whatever the server says to each.
+    let server = MailServer::start(Faults {
+        mail_421: 2,
+        data_451: 3,
+        refuse: vec!["person3@example.com".into()],
+        ..Default::default()
+    });
+    let faulty = site(&server.url(), 12, "");
+    let out = send_cmd(&faulty, &[])
+        .env("GAZETTE_SMTP_PIPELINING", "always")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("sent 11, already sent 0, failed 1"),
+        "{}",
+        stdout(&out)
+    );
+    let counts = server.per_recipient();
+    assert_eq!(counts.len(), 11);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    assert_eq!(
+        server.state.rcpt_attempts.lock().unwrap()["person3@example.com"],
+        1
+    );
+    assert_eq!(
+        faulty
+            .store()
+            .subscriber_by_email("person3@example.com")
+            .unwrap()
+            .unwrap()
+            .status,
+        gazette::store::Status::Bounced
+    );
+
+    // A connection cut in the middle of a pipelined message's DATA.
+    let server = MailServer::start(Faults::default());
+    let proxy = CuttingProxy::start(server.port, 2, 3000);
+    let cut = site(&proxy.url(), 6, "concurrency = 1\n");
+    let out = send_cmd(&cut, &[])
+        .env("GAZETTE_SMTP_PIPELINING", "always")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.per_recipient().len(), 6);
+    assert!(server.per_recipient().values().all(|&n| n == 1));
+}

@@ -410,7 +410,8 @@ fn an_unsubscribe_during_a_send_stops_further_mail() {
 
 #[test]
 fn after_a_kill_the_rerun_finishes_with_no_one_missing_and_duplicates_only_where_uncertain() {
-    let (server, site, mut child) = slow_send(15, 200, "on_uncertain = \"resend\"\n", 40);
+    let (server, site, mut child) =
+        slow_send(15, 200, "on_uncertain = \"resend\"\nconcurrency = 20\n", 40);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = server.received().len();
@@ -440,7 +441,7 @@ fn after_a_kill_the_rerun_finishes_with_no_one_missing_and_duplicates_only_where
         );
     }
     assert!(
-        uncertain.len() <= 4,
+        uncertain.len() <= 20,
         "at most one in flight per connection: {uncertain:?}"
     );
     assert!(

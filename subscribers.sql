@@ -372,3 +372,23 @@ WHERE b.subscriber_id = ?1 ORDER BY b.id;
 
 -- query: subscriber_delete_bounces
 DELETE FROM bounce_events WHERE subscriber_id = ?1;
+
+-- query: issue_by_week
+SELECT id FROM issues WHERE week = ?1;
+
+-- A send of this week has begun once it has any delivery row.
+-- query: issue_send_started
+SELECT count(*) > 0 FROM issues i JOIN deliveries d ON d.issue_id = i.id WHERE i.week = ?1;
+
+-- query: issue_finished
+SELECT finished_at IS NOT NULL FROM issues WHERE week = ?1;
+
+-- Weeks whose issue reached at least one subscriber, newest first.
+-- query: issues_sent
+SELECT week, subject FROM issues i
+WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = i.id AND d.state = 'sent')
+ORDER BY week DESC;
+
+-- A report is read once; a multi-recipient one is stored as <key>#0, #1, …
+-- query: bounce_report_seen
+SELECT count(*) > 0 FROM bounce_events WHERE report_key IN (?1, ?1 || '#0');

@@ -565,14 +565,7 @@ pub fn built_issue(
 
 /// True once a send of this week has begun: the issue must not change under it.
 pub fn send_started(store: &Store, week: IsoWeek) -> Result<bool> {
-    Ok(store
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM issues i JOIN deliveries d ON d.issue_id = i.id WHERE i.week = ?1",
-            [week.to_string()],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|n| n > 0)?)
+    Ok(store.send_started(&week.to_string())?)
 }
 
 /// What the weekly job did.
@@ -673,13 +666,7 @@ fn issue_of_message_id(store: &Store, message_id: &str) -> Result<Option<i64>> {
     if week.parse::<IsoWeek>().is_err() {
         return Ok(None);
     }
-    use rusqlite::OptionalExtension;
-    Ok(store
-        .conn()
-        .query_row("SELECT id FROM issues WHERE week = ?1", [week], |r| {
-            r.get(0)
-        })
-        .optional()?)
+    Ok(store.issue_id(week)?)
 }
 
 /// `gazette bounces import PATH`: reads delivery reports and complaints and
@@ -701,11 +688,10 @@ pub fn import_bounces(
     let mut out = BounceImport::default();
     for (label, raw) in messages {
         let report = bounce::read(&raw);
-        let seen: bool = store.conn().query_row(
-            "SELECT count(*) > 0 FROM bounce_events WHERE report_key IN (?1, ?1 || '#0')",
-            [&report.key],
-            |r| r.get(0),
-        )?;
+        let seen: bool = store
+            .conn()
+            .prepare_cached(query("bounce_report_seen"))?
+            .query_row([&report.key], |r| r.get(0))?;
         if seen {
             out.repeated += 1;
             continue;

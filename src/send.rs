@@ -399,6 +399,13 @@ impl Ledger {
         })
     }
 
+    /// Queues a write and waits for its commit.
+    async fn commit(&self, op: impl FnOnce(Reply<()>) -> Op) -> Result<(), SendError> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.queue(op(done))?;
+        Self::wait(rx).await
+    }
+
     async fn retry(
         &self,
         subscriber_id: i64,
@@ -406,15 +413,14 @@ impl Ledger {
         reply: Option<&str>,
         at: i64,
     ) -> Result<(), SendError> {
-        let (done, rx) = tokio::sync::oneshot::channel();
-        self.queue(Op::Retry {
+        self.commit(|done| Op::Retry {
             id: subscriber_id,
             error: error.to_string(),
             reply: reply.map(str::to_string),
             at,
             done,
-        })?;
-        Self::wait(rx).await
+        })
+        .await
     }
 
     /// A permanent failure; `bounce` also marks the subscriber bounced.
@@ -425,15 +431,14 @@ impl Ledger {
         reply: Option<&str>,
         bounce: bool,
     ) -> Result<(), SendError> {
-        let (done, rx) = tokio::sync::oneshot::channel();
-        self.queue(Op::Failed {
+        self.commit(|done| Op::Failed {
             id: subscriber_id,
             error: error.to_string(),
             reply: reply.map(str::to_string),
             bounce,
             done,
-        })?;
-        Self::wait(rx).await
+        })
+        .await
     }
 }
 
@@ -1437,14 +1442,7 @@ pub fn would_receive(
     week: IsoWeek,
     mut each: impl FnMut(&str),
 ) -> Result<u64, SendError> {
-    let issue_id: Option<i64> = store
-        .conn()
-        .query_row(
-            "SELECT id FROM issues WHERE week = ?1",
-            params![week.to_string()],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let issue_id = store.issue_id(&week.to_string())?;
     let mut after = 0i64;
     let mut count = 0u64;
     let mut stmt = store

@@ -159,6 +159,11 @@ const QUERY_NAMES: &[&str] = &[
     "export_unsubscribe_events",
     "export_bounce_events",
     "subscriber_delete_bounces",
+    "issue_by_week",
+    "issue_send_started",
+    "issue_finished",
+    "issues_sent",
+    "bounce_report_seen",
 ];
 
 /// The SQL text of a named query from subscribers.sql.
@@ -754,21 +759,62 @@ impl Store {
     /// Deletes a subscriber with their ledger rows and events.
     pub fn remove_subscriber(&mut self, id: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        for q in [
-            "subscriber_delete_deliveries",
-            "subscriber_delete_events",
-            "subscriber_delete_bounces",
-            "subscriber_delete",
-        ] {
-            tx.prepare_cached(query(q))?.execute(params![id])?;
-        }
+        delete_subscriber_in(&tx, id)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The id of a week's issue, once a send of it has begun.
+    pub fn issue_id(&self, week: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(query("issue_by_week"))?
+            .query_row(params![week], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// True once a send of this week has begun: the issue must not change under it.
+    pub fn send_started(&self, week: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(query("issue_send_started"))?
+            .query_row(params![week], |r| r.get(0))?)
+    }
+
+    /// True once a send of this week finished with nothing pending.
+    pub fn issue_finished(&self, week: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(query("issue_finished"))?
+            .query_row(params![week], |r| r.get(0))
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    /// `(week, subject)` of every issue that reached a subscriber, newest first.
+    pub fn sent_issues(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(query("issues_sent"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
         Ok(self.conn.transaction()?)
     }
+}
+
+/// Deletes a subscriber and everything recorded about them, inside a caller's
+/// transaction.
+fn delete_subscriber_in(conn: &Connection, id: i64) -> Result<(), StoreError> {
+    for q in [
+        "subscriber_delete_deliveries",
+        "subscriber_delete_events",
+        "subscriber_delete_bounces",
+        "subscriber_delete",
+    ] {
+        conn.prepare_cached(query(q))?.execute(params![id])?;
+    }
+    Ok(())
 }
 
 /// [`Store::set_status`] inside a caller's transaction.
@@ -873,14 +919,7 @@ impl Store {
         let hash = suppression_hash(&tx, &email)?;
         tx.prepare_cached(query("suppressed_insert"))?
             .execute(params![hash, to_unix(now)])?;
-        for q in [
-            "subscriber_delete_deliveries",
-            "subscriber_delete_events",
-            "subscriber_delete_bounces",
-            "subscriber_delete",
-        ] {
-            tx.prepare_cached(query(q))?.execute(params![id])?;
-        }
+        delete_subscriber_in(&tx, id)?;
         tx.commit()?;
         Ok(true)
     }

@@ -439,11 +439,7 @@ async fn your_data(State(state): State<Arc<AppState>>, Path(token): Path<String>
 
 /// Weeks whose issue has gone out to at least one subscriber, newest first.
 fn sent_issues(store: &Store) -> anyhow::Result<Vec<(String, String)>> {
-    let mut stmt = store.conn().prepare(
-        "SELECT week, subject FROM issues i WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = i.id AND d.state = 'sent') ORDER BY week DESC",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(store.sent_issues()?)
 }
 
 async fn archive(State(state): State<Arc<AppState>>) -> Response {
@@ -806,16 +802,7 @@ async fn preview_digest(
 /// Whether a week's issue has gone out: its send finished with nothing pending.
 fn issue_finished(config: &Config, week: IsoWeek) -> bool {
     Store::open(&config.database.path)
-        .ok()
-        .and_then(|s| {
-            s.conn()
-                .query_row(
-                    "SELECT finished_at IS NOT NULL FROM issues WHERE week = ?1",
-                    [week.to_string()],
-                    |r| r.get::<_, bool>(0),
-                )
-                .ok()
-        })
+        .and_then(|s| s.issue_finished(&week.to_string()))
         .unwrap_or(false)
 }
 

@@ -1,4 +1,4 @@
-//! The TCP stream under gazette's SMTP connections. In: a connected
+//! The TCP stream under lettre's SMTP connections (TLS or login). In: a connected
 //! `tokio::net::TcpStream`. Out: a stream for lettre's `AsyncSmtpConnection` that
 //! has TCP_NODELAY set and sends a message body and its closing `.` in one write.
 //!

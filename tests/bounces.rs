@@ -27,11 +27,7 @@ fn sent_site(mail: &MailServer) -> (Site, HashMap<(String, String), Sent>) {
         &[feed.to_str().unwrap()],
         &format!("\n[smtp]\nurl = {:?}\nbounce_domain = \"bounces.news.test\"\n\n[bounces]\nsoft_limit = 2\n", mail.url()),
     );
-    let csv: String = std::iter::once("email,name\n".to_string())
-        .chain((1..=6).map(|i| format!("person{i}@example.com,\n")))
-        .collect();
-    std::fs::write(site.path("people.csv"), csv).unwrap();
-    site.ok(&["subscribers", "import", "people.csv"]);
+    site.import_people("person", 6);
     for week in ["2026-W05", "2026-W06"] {
         let out = site
             .command(&["run", "--week", week])

@@ -32,11 +32,7 @@ fn unsubscribes_during_a_large_send_are_honoured_and_a_backup_is_whole() {
         &[feed.to_str().unwrap()],
         &format!("\n[smtp]\nurl = {:?}\nconcurrency = 8\n", mail.url()),
     );
-    let csv: String = std::iter::once("email,name\n".to_string())
-        .chain((1..=SUBSCRIBERS).map(|i| format!("reader{i}@example.com,\n")))
-        .collect();
-    std::fs::write(site.path("people.csv"), csv).unwrap();
-    site.ok(&["subscribers", "import", "people.csv"]);
+    site.import_people("reader", SUBSCRIBERS);
     site.ok(&["fetch"]);
     site.ok(&["build", "--week", "2026-W06"]);
     let server = Serving::start(&site, &[("GAZETTE_SECRET", SECRET)], crate::util::NOW);

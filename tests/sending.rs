@@ -27,12 +27,7 @@ fn site(smtp_url: &str, n: usize, extra: &str) -> Site {
         &[feed.to_str().unwrap()],
         &format!("\n[smtp]\nurl = {smtp_url:?}\ntimeout_secs = 5\n{concurrency}{extra}"),
     );
-    let mut csv = String::from("email,name\n");
-    for i in 1..=n {
-        csv += &format!("person{i}@example.com,Person {i}\n");
-    }
-    std::fs::write(site.path("people.csv"), csv).unwrap();
-    site.ok(&["subscribers", "import", "people.csv"]);
+    site.import_people("person", n);
     site.ok(&["fetch"]);
     site.ok(&["build", "--week", "2026-W06"]);
     site

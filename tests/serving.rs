@@ -96,12 +96,7 @@ fn client() -> Client {
 pub fn sent_site(n: usize, extra: &str) -> Site {
     let feed = fixture("site.rss");
     let site = Site::new(&[feed.to_str().unwrap()], extra);
-    let mut csv = String::from("email,name\n");
-    for i in 1..=n {
-        csv += &format!("person{i}@example.com,Person {i}\n");
-    }
-    std::fs::write(site.path("people.csv"), csv).unwrap();
-    site.ok(&["subscribers", "import", "people.csv"]);
+    site.import_people("person", n);
     let out = site
         .command(&["run", "--week", "2026-W06"])
         .env("GAZETTE_SECRET", SECRET)
@@ -464,12 +459,7 @@ fn scheduled_site(mail: &MailServer, n: usize, max_lateness: &str) -> Site {
         &[feed.to_str().unwrap()],
         &format!("\n[smtp]\nurl = {:?}\n\n[schedule]\nsend = \"0 8 * * MON\"\nmax_lateness = {max_lateness:?}\n", mail.url()),
     );
-    let mut csv = String::from("email,name\n");
-    for i in 1..=n {
-        csv += &format!("person{i}@example.com,\n");
-    }
-    std::fs::write(site.path("people.csv"), csv).unwrap();
-    site.ok(&["subscribers", "import", "people.csv"]);
+    site.import_people("person", n);
     site
 }
 

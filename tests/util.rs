@@ -127,6 +127,16 @@ impl Site {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Imports `<prefix>1@example.com` … `<prefix><n>@example.com` (named
+    /// "Person <i>") from `people.csv`.
+    pub fn import_people(&self, prefix: &str, n: usize) {
+        let csv: String = std::iter::once("email,name\n".to_string())
+            .chain((1..=n).map(|i| format!("{prefix}{i}@example.com,Person {i}\n")))
+            .collect();
+        std::fs::write(self.path("people.csv"), csv).unwrap();
+        self.ok(&["subscribers", "import", "people.csv"]);
+    }
+
     pub fn store(&self) -> gazette::store::Store {
         gazette::store::Store::open(&self.path("gazette.db")).unwrap()
     }

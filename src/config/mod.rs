@@ -1,0 +1,522 @@
+//! Configuration: reads `config.toml` (or the file given with `--config`), lays
+//! `GAZETTE_<SECTION>__<KEY>` environment variables over it, and validates the
+//! result into one [`Config`]. In: TOML text, the config file's directory (relative
+//! paths are resolved against it) and the environment. Out: a `Config` whose every
+//! value has been checked, or a [`ConfigError`] naming the key that is wrong.
+//! Secrets (the SMTP password, the token secret, the admin token) are only ever read
+//! from the environment and never printed.
+
+mod env;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use lettre::message::Mailbox;
+use serde::Deserialize;
+use url::Url;
+
+use env::{scalar_from_env, set_path};
+use raw::RawConfig;
+use validate::validate;
+
+/// The prefix of every environment variable that overrides a config key.
+pub const ENV_PREFIX: &str = "GAZETTE_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{file}: key `{key}`: {message}")]
+    Key {
+        file: String,
+        key: String,
+        message: String,
+    },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+/// A value that must never be printed: its `Debug` and `Display` say `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the config file; relative paths in it are resolved against this.
+    pub base_dir: PathBuf,
+    pub newsletter: Newsletter,
+    pub database: Database,
+    pub output: Output,
+    pub feeds: Vec<FeedSource>,
+    pub fetch: Fetch,
+    pub ranking: Ranking,
+    pub smtp: Smtp,
+    pub server: Server,
+    pub schedule: Schedule,
+    pub bounces: Bounces,
+    /// `GAZETTE_SECRET`: the HMAC key of every token in links.
+    pub secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Newsletter {
+    pub name: String,
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    pub base_url: Url,
+    pub postal_address: String,
+    pub timezone: Tz,
+    pub language: String,
+    /// Identifies the list in `List-Id` and in tokens, e.g. `weekly.fintech.example`.
+    pub list_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub path: PathBuf,
+    /// A `email,name` CSV imported once, when the database is first created.
+    pub seed_subscribers: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Where built issues go: `<dir>/<week>/digest.html` and friends.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedLocation {
+    Http(Url),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct FeedSource {
+    /// The `url` as written in the config: the feed's identity in the database.
+    pub url: String,
+    pub location: FeedLocation,
+    pub name: Option<String>,
+}
+
+impl FeedSource {
+    /// What to call this feed in messages: its name, else its url.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.url)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    pub timeout_secs: u64,
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ranking {
+    pub stories: usize,
+    pub views: Option<PathBuf>,
+    pub max_per_topic: usize,
+    pub max_per_source: usize,
+    pub half_life_hours: f64,
+    pub summary_chars: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UncertainPolicy {
+    /// A delivery that may or may not have reached the server is not sent again.
+    Skip,
+    /// It is sent again: a possible duplicate rather than a possible miss.
+    Resend,
+}
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// `file:DIR`: one `.eml` per message; DIR relative to the config file.
+    /// An empty DIR means `<output>/<week>/outbox`.
+    Outbox(Option<PathBuf>),
+    Smtp(SmtpServer),
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpServer {
+    pub host: String,
+    pub port: u16,
+    /// `smtps://`: TLS from the first byte.
+    pub implicit_tls: bool,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub transport: Transport,
+    pub require_tls: bool,
+    pub concurrency: usize,
+    pub rate: f64,
+    /// At most this many messages in any sliding hour (0: no limit).
+    pub per_hour: u32,
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+    pub on_uncertain: UncertainPolicy,
+    pub dkim: Option<Dkim>,
+    /// The address one-click mail unsubscribes go to (`List-Unsubscribe: <mailto:…>`).
+    pub unsubscribe_mailto: Option<String>,
+    /// When set, each message's envelope sender is `bounce+<token>@<this>` (VERP),
+    /// so a bounce names its subscriber.
+    pub bounce_domain: Option<String>,
+    /// More relays beside `url`, each with its own connections and limits.
+    pub relays: Vec<Relay>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub server: SmtpServer,
+    pub concurrency: usize,
+    pub rate: f64,
+    pub per_hour: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bounces {
+    /// A Maildir that `serve` reads for bounces and complaints on its fetch schedule.
+    pub maildir: Option<PathBuf>,
+    /// Soft bounces (4.x.x), each from a different issue, that make a subscriber bounced.
+    pub soft_limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: std::net::SocketAddr,
+    /// `GAZETTE_SERVER__ADMIN_TOKEN`: when set, the preview needs it, from anywhere.
+    pub admin_token: Option<Secret>,
+    /// Subscribe requests one client address may make per hour.
+    pub subscribe_per_hour: u32,
+    /// How long a confirmation link stays good.
+    pub confirm_hours: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// When `serve` fetches the feeds (a cron expression in the newsletter's zone).
+    pub fetch: Option<croner::Cron>,
+    /// When `serve` runs the weekly job.
+    pub send: Option<croner::Cron>,
+    /// A send missed by more than this (the server was down) is skipped, not caught up.
+    pub max_lateness: std::time::Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dkim {
+    pub domain: String,
+    pub selector: String,
+    pub key_file: PathBuf,
+}
+
+/// Keys that hold secrets: refused in the file, accepted from the environment.
+const SECRET_KEYS: &[&str] = &["smtp.password", "server.admin_token"];
+
+impl Config {
+    /// Reads and validates the config file, with the process environment laid over it.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        let base_dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Config::parse(
+            &text,
+            &path.display().to_string(),
+            &base_dir,
+            std::env::vars(),
+        )
+    }
+
+    /// Parses config text. `file` names it in errors; `env` is the environment
+    /// (passed in so tests do not depend on the process's).
+    pub fn parse(
+        text: &str,
+        file: &str,
+        base_dir: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    file: file.to_string(),
+                    message: describe_toml_error(text, &e),
+                })?;
+        for key in SECRET_KEYS {
+            let (section, name) = key.split_once('.').expect("section.key");
+            if let Some(toml::Value::Table(t)) = table.get(section) {
+                if t.contains_key(name) {
+                    return Err(ConfigError::Key {
+                        file: file.into(),
+                        key: (*key).into(),
+                        message: format!(
+                            "secrets are not read from the config file; set {} instead",
+                            env_var_for(key)
+                        ),
+                    });
+                }
+            }
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut secret = None;
+        let mut overrides: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for (var, value) in env.iter().cloned() {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if rest == "SECRET" {
+                if !value.is_empty() {
+                    secret = Some(Secret(value));
+                }
+                continue;
+            }
+            if !rest.contains("__") {
+                // GAZETTE_LOG and the like are not config keys.
+                continue;
+            }
+            let key = rest
+                .split("__")
+                .map(|p| p.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(".");
+            overrides.insert(key, (var, value));
+        }
+        let mut as_string: Vec<String> = Vec::new();
+        let raw: RawConfig = loop {
+            let mut merged = table.clone();
+            for (key, (var, value)) in &overrides {
+                let typed = if as_string.contains(key) {
+                    toml::Value::String(value.clone())
+                } else {
+                    scalar_from_env(value)
+                };
+                set_path(&mut merged, key, typed).map_err(|message| ConfigError::Env {
+                    var: var.clone(),
+                    message,
+                })?;
+            }
+            match serde_path_to_error::deserialize::<_, RawConfig>(toml::Value::Table(merged)) {
+                Ok(raw) => break raw,
+                Err(e) => {
+                    let key = e.path().to_string();
+                    // A value from the environment that looked like a number but is
+                    // wanted as text (a numeric password, say): try it as text.
+                    if overrides.contains_key(&key) && !as_string.contains(&key) {
+                        as_string.push(key);
+                        continue;
+                    }
+                    let message = e.into_inner().to_string();
+                    let message = message.lines().next().unwrap_or("").to_string();
+                    return Err(match overrides.get(&key) {
+                        Some((var, _)) => ConfigError::Env {
+                            var: var.clone(),
+                            message: format!("key `{key}`: {message}"),
+                        },
+                        None => ConfigError::Key {
+                            file: file.into(),
+                            key: if key == "." {
+                                "(top level)".into()
+                            } else {
+                                key
+                            },
+                            message,
+                        },
+                    });
+                }
+            }
+        };
+        validate(raw, file, base_dir, secret, &env)
+    }
+
+    /// The directory of one week's built issue.
+    pub fn week_dir(&self, week: &crate::week::IsoWeek) -> PathBuf {
+        self.output.dir.join(week.to_string())
+    }
+
+    /// True when messages go to files rather than to a mail server.
+    pub fn is_outbox(&self) -> bool {
+        matches!(self.smtp.transport, Transport::Outbox(_))
+    }
+}
+
+/// The environment variable that sets `section.key`.
+pub fn env_var_for(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.split('.')
+            .map(|p| p.to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join("__")
+    )
+}
+
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let first = e
+        .message()
+        .lines()
+        .next()
+        .unwrap_or("invalid TOML")
+        .to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {first}")
+        }
+        None => first,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[newsletter]
+name = "Weekly"
+from = "Weekly <news@example.com>"
+base_url = "https://example.com/news"
+postal_address = "1 Main St"
+timezone = "Asia/Karachi"
+
+[[feeds]]
+url = "feed.xml"
+"#;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::parse(
+            text,
+            "config.toml",
+            Path::new("/etc/gazette"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolves_paths() {
+        let c = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(c.ranking.stories, 8);
+        assert_eq!(c.database.path, Path::new("/etc/gazette/gazette.db"));
+        assert_eq!(
+            c.feeds[0].location,
+            FeedLocation::File("/etc/gazette/feed.xml".into())
+        );
+        assert_eq!(c.newsletter.base_url.as_str(), "https://example.com/news/");
+        assert_eq!(c.newsletter.list_id, "weekly.example.com");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MINIMAL}\n[ranking]\nstoriez = 3\n");
+        let e = parse(&text, &[]).unwrap_err().to_string();
+        assert!(e.contains("ranking") && e.contains("storiez"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_values_are_named() {
+        let e = parse(&format!("{MINIMAL}\n[ranking]\nstories = \"ten\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ranking.stories"), "{e}");
+        let e = parse(&MINIMAL.replace("Asia/Karachi", "Mars/Olympus"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("newsletter.timezone"), "{e}");
+        let e = parse(
+            &MINIMAL.replace("Weekly <news@example.com>", "not an address"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("newsletter.from"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_names_itself_on_error() {
+        let c = parse(
+            MINIMAL,
+            &[
+                ("GAZETTE_DATABASE__PATH", "/var/lib/g.db"),
+                ("GAZETTE_RANKING__STORIES", "5"),
+                ("GAZETTE_SMTP__PASSWORD", "12345"),
+                ("GAZETTE_SMTP__URL", "smtp://mailer@relay.example:2525"),
+                ("GAZETTE_SECRET", "s3cret"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.database.path, Path::new("/var/lib/g.db"));
+        assert_eq!(c.ranking.stories, 5);
+        let Transport::Smtp(s) = &c.smtp.transport else {
+            panic!("smtp expected")
+        };
+        assert_eq!(s.password.as_ref().unwrap().expose(), "12345");
+        assert_eq!(s.user.as_deref(), Some("mailer"));
+        assert_eq!(s.port, 2525);
+        assert_eq!(c.secret.as_ref().unwrap().expose(), "s3cret");
+        // Secrets never show in debug output.
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("12345") && !debug.contains("s3cret"));
+
+        let e = parse(MINIMAL, &[("GAZETTE_RANKING__STORIES", "many")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("GAZETTE_RANKING__STORIES"), "{e}");
+    }
+
+    #[test]
+    fn password_in_file_is_refused() {
+        let e = parse(&format!("{MINIMAL}\n[smtp]\npassword = \"x\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("smtp.password") && e.contains("GAZETTE_SMTP__PASSWORD"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let e = parse("[newsletter]\nname = \n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+}

@@ -21,7 +21,7 @@ use url::Url;
 
 use env::{scalar_from_env, set_path};
 use raw::RawConfig;
-use validate::validate;
+use validate::{validate, Context};
 
 /// The prefix of every environment variable that overrides a config key.
 pub const ENV_PREFIX: &str = "GAZETTE_";
@@ -364,7 +364,12 @@ impl Config {
                 }
             }
         };
-        validate(raw, file, base_dir, secret, &env)
+        let cx = Context {
+            file,
+            base_dir,
+            env: &env,
+        };
+        validate(raw, &cx, secret)
     }
 
     /// The directory of one week's built issue.

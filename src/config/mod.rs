@@ -5,12 +5,16 @@
 //! value has been checked, or a [`ConfigError`] naming the key that is wrong.
 //! Secrets (the SMTP password, the token secret, the admin token) are only ever read
 //! from the environment and never printed.
+//!
+//! The parts, in the order a config goes through them: `raw` is the file's shape
+//! (serde types that refuse unknown keys), `env` lays the environment over it and
+//! remembers which variable set which key, and `validate` checks each section into
+//! the public types defined here.
 
 mod env;
 mod raw;
 mod validate;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -19,8 +23,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 use url::Url;
 
-use env::{scalar_from_env, set_path};
-use raw::RawConfig;
+use env::Overlay;
 use validate::{validate, Context};
 
 /// The prefix of every environment variable that overrides a config key.
@@ -297,79 +300,15 @@ impl Config {
             }
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
-        let mut secret = None;
-        let mut overrides: BTreeMap<String, (String, String)> = BTreeMap::new();
-        for (var, value) in env.iter().cloned() {
-            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            if rest == "SECRET" {
-                if !value.is_empty() {
-                    secret = Some(Secret(value));
-                }
-                continue;
-            }
-            if !rest.contains("__") {
-                // GAZETTE_LOG and the like are not config keys.
-                continue;
-            }
-            let key = rest
-                .split("__")
-                .map(|p| p.to_ascii_lowercase())
-                .collect::<Vec<_>>()
-                .join(".");
-            overrides.insert(key, (var, value));
-        }
-        let mut as_string: Vec<String> = Vec::new();
-        let raw: RawConfig = loop {
-            let mut merged = table.clone();
-            for (key, (var, value)) in &overrides {
-                let typed = if as_string.contains(key) {
-                    toml::Value::String(value.clone())
-                } else {
-                    scalar_from_env(value)
-                };
-                set_path(&mut merged, key, typed).map_err(|message| ConfigError::Env {
-                    var: var.clone(),
-                    message,
-                })?;
-            }
-            match serde_path_to_error::deserialize::<_, RawConfig>(toml::Value::Table(merged)) {
-                Ok(raw) => break raw,
-                Err(e) => {
-                    let key = e.path().to_string();
-                    // A value from the environment that looked like a number but is
-                    // wanted as text (a numeric password, say): try it as text.
-                    if overrides.contains_key(&key) && !as_string.contains(&key) {
-                        as_string.push(key);
-                        continue;
-                    }
-                    let message = e.into_inner().to_string();
-                    let message = message.lines().next().unwrap_or("").to_string();
-                    return Err(match overrides.get(&key) {
-                        Some((var, _)) => ConfigError::Env {
-                            var: var.clone(),
-                            message: format!("key `{key}`: {message}"),
-                        },
-                        None => ConfigError::Key {
-                            file: file.into(),
-                            key: if key == "." {
-                                "(top level)".into()
-                            } else {
-                                key
-                            },
-                            message,
-                        },
-                    });
-                }
-            }
-        };
+        let overlay = Overlay::from_env(&env);
+        let raw = overlay.read(&table, file)?;
         let cx = Context {
             file,
             base_dir,
             env: &env,
+            overlay: &overlay,
         };
-        validate(raw, &cx, secret)
+        validate(raw, &cx, env::secret(&env))
     }
 
     /// The directory of one week's built issue.
@@ -411,117 +350,4 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = r#"
-[newsletter]
-name = "Weekly"
-from = "Weekly <news@example.com>"
-base_url = "https://example.com/news"
-postal_address = "1 Main St"
-timezone = "Asia/Karachi"
-
-[[feeds]]
-url = "feed.xml"
-"#;
-
-    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::parse(
-            text,
-            "config.toml",
-            Path::new("/etc/gazette"),
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        )
-    }
-
-    #[test]
-    fn minimal_config_gets_defaults_and_resolves_paths() {
-        let c = parse(MINIMAL, &[]).unwrap();
-        assert_eq!(c.ranking.stories, 8);
-        assert_eq!(c.database.path, Path::new("/etc/gazette/gazette.db"));
-        assert_eq!(
-            c.feeds[0].location,
-            FeedLocation::File("/etc/gazette/feed.xml".into())
-        );
-        assert_eq!(c.newsletter.base_url.as_str(), "https://example.com/news/");
-        assert_eq!(c.newsletter.list_id, "weekly.example.com");
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let text = format!("{MINIMAL}\n[ranking]\nstoriez = 3\n");
-        let e = parse(&text, &[]).unwrap_err().to_string();
-        assert!(e.contains("ranking") && e.contains("storiez"), "{e}");
-    }
-
-    #[test]
-    fn wrong_type_and_bad_values_are_named() {
-        let e = parse(&format!("{MINIMAL}\n[ranking]\nstories = \"ten\"\n"), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("ranking.stories"), "{e}");
-        let e = parse(&MINIMAL.replace("Asia/Karachi", "Mars/Olympus"), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("newsletter.timezone"), "{e}");
-        let e = parse(
-            &MINIMAL.replace("Weekly <news@example.com>", "not an address"),
-            &[],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("newsletter.from"), "{e}");
-    }
-
-    #[test]
-    fn environment_overrides_file_and_names_itself_on_error() {
-        let c = parse(
-            MINIMAL,
-            &[
-                ("GAZETTE_DATABASE__PATH", "/var/lib/g.db"),
-                ("GAZETTE_RANKING__STORIES", "5"),
-                ("GAZETTE_SMTP__PASSWORD", "12345"),
-                ("GAZETTE_SMTP__URL", "smtp://mailer@relay.example:2525"),
-                ("GAZETTE_SECRET", "s3cret"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.database.path, Path::new("/var/lib/g.db"));
-        assert_eq!(c.ranking.stories, 5);
-        let Transport::Smtp(s) = &c.smtp.transport else {
-            panic!("smtp expected")
-        };
-        assert_eq!(s.password.as_ref().unwrap().expose(), "12345");
-        assert_eq!(s.user.as_deref(), Some("mailer"));
-        assert_eq!(s.port, 2525);
-        assert_eq!(c.secret.as_ref().unwrap().expose(), "s3cret");
-        // Secrets never show in debug output.
-        let debug = format!("{c:?}");
-        assert!(!debug.contains("12345") && !debug.contains("s3cret"));
-
-        let e = parse(MINIMAL, &[("GAZETTE_RANKING__STORIES", "many")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("GAZETTE_RANKING__STORIES"), "{e}");
-    }
-
-    #[test]
-    fn password_in_file_is_refused() {
-        let e = parse(&format!("{MINIMAL}\n[smtp]\npassword = \"x\"\n"), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("smtp.password") && e.contains("GAZETTE_SMTP__PASSWORD"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn syntax_error_names_the_line() {
-        let e = parse("[newsletter]\nname = \n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("line 2"), "{e}");
-    }
-}
+mod tests;

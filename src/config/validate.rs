@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use lettre::message::Mailbox;
 use url::Url;
 
+use super::env::Overlay;
 use super::raw::{
     RawBounces, RawConfig, RawDatabase, RawFeed, RawFetch, RawNewsletter, RawOutput, RawRanking,
     RawSchedule, RawServer,
@@ -30,16 +31,14 @@ pub(super) struct Context<'a> {
     pub base_dir: &'a Path,
     /// The whole environment, for keys that name a variable to read (`password_env`).
     pub env: &'a [(String, String)],
+    /// Which keys the environment set: their errors name the variable.
+    pub overlay: &'a Overlay,
 }
 
 impl Context<'_> {
     /// The error for a wrong value at `key`.
     fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::Key {
-            file: self.file.into(),
-            key: key.into(),
-            message: message.into(),
-        }
+        self.overlay.error(self.file, key, message)
     }
 
     /// A path from the config, relative to the config file's directory.

@@ -31,11 +31,12 @@ pub const ENV_PREFIX: &str = "GAZETTE_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    /// The config file cannot be read. The I/O error is part of the message and not
+    /// a `source`, so that a printed chain (`{:#}`) says it once, before the hint.
+    #[error(
+        "{file}: cannot read: {error}; pick another file with --config PATH or GAZETTE_CONFIG"
+    )]
+    Read { file: String, error: std::io::Error },
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
     #[error("{file}: key `{key}`: {message}")]
@@ -247,9 +248,9 @@ const SECRET_KEYS: &[&str] = &["smtp.password", "server.admin_token"];
 impl Config {
     /// Reads and validates the config file, with the process environment laid over it.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: path.display().to_string(),
-            source,
+            error,
         })?;
         let base_dir = path
             .parent()

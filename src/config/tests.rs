@@ -182,3 +182,27 @@ fn unknown_key_from_the_environment_names_the_variable() {
     )
     .unwrap();
 }
+
+/// An error as anyhow's `{:#}` prints it: each message of the chain, joined by ": ".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+#[test]
+fn missing_file_says_why_once_and_how_to_pick_another() {
+    let path = Path::new("/nonexistent/gazette/config.toml");
+    let os = std::fs::read(path).unwrap_err().to_string();
+    let text = chain(&Config::from_file(path).unwrap_err());
+    assert_eq!(text.matches(&os).count(), 1, "{text}");
+    assert!(
+        text.starts_with("/nonexistent/gazette/config.toml: cannot read")
+            && text.contains("--config"),
+        "{text}"
+    );
+}

@@ -159,6 +159,20 @@ pub enum UncertainPolicy {
     Resend,
 }
 
+/// Whether gazette's own SMTP client sends a message's commands in one batch
+/// (RFC 2920) instead of waiting for each reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pipelining {
+    /// When the server's EHLO reply advertises PIPELINING.
+    #[default]
+    Auto,
+    /// Even when the server does not advertise it.
+    Always,
+    /// One command at a time.
+    Never,
+}
+
 #[derive(Debug, Clone)]
 pub enum Transport {
     /// `file:DIR`: one `.eml` per message; DIR relative to the config file.
@@ -188,6 +202,11 @@ pub struct Smtp {
     pub timeout_secs: u64,
     pub max_attempts: u32,
     pub on_uncertain: UncertainPolicy,
+    /// The first retry's delay and the unit of the backoff (1 s, 2 s, 4 s …) and of
+    /// the slow-down pause after a 421 (`retry_base_ms`; tests make it small).
+    pub retry_base: std::time::Duration,
+    /// Whether to pipeline SMTP commands (RFC 2920).
+    pub pipelining: Pipelining,
     pub dkim: Option<Dkim>,
     /// The address one-click mail unsubscribes go to (`List-Unsubscribe: <mailto:…>`).
     pub unsubscribe_mailto: Option<String>,

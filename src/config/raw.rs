@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::{Secret, UncertainPolicy};
+use super::{Pipelining, Secret, UncertainPolicy};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +192,8 @@ pub(super) struct RawSmtp {
     pub(super) timeout_secs: u64,
     pub(super) max_attempts: u32,
     pub(super) on_uncertain: UncertainPolicy,
+    pub(super) retry_base_ms: u64,
+    pub(super) pipelining: Pipelining,
     pub(super) unsubscribe_mailto: Option<String>,
     pub(super) bounce_domain: Option<String>,
     pub(super) relays: Vec<RawRelay>,
@@ -211,6 +213,8 @@ impl Default for RawSmtp {
             timeout_secs: 30,
             max_attempts: 5,
             on_uncertain: UncertainPolicy::Skip,
+            retry_base_ms: 1000,
+            pipelining: Pipelining::Auto,
             unsubscribe_mailto: None,
             bounce_domain: None,
             relays: Vec::new(),

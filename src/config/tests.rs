@@ -206,3 +206,50 @@ fn missing_file_says_why_once_and_how_to_pick_another() {
         "{text}"
     );
 }
+
+#[test]
+fn smtp_retry_base_and_pipelining_default_and_can_be_set() {
+    let c = parse(MINIMAL, &[]).unwrap();
+    assert_eq!(c.smtp.retry_base, std::time::Duration::from_secs(1));
+    assert_eq!(c.smtp.pipelining, Pipelining::Auto);
+
+    let text = format!("{MINIMAL}\n[smtp]\nretry_base_ms = 50\npipelining = \"never\"\n");
+    let c = parse(&text, &[]).unwrap();
+    assert_eq!(c.smtp.retry_base, std::time::Duration::from_millis(50));
+    assert_eq!(c.smtp.pipelining, Pipelining::Never);
+
+    let c = parse(
+        &text,
+        &[
+            ("GAZETTE_SMTP__RETRY_BASE_MS", "5"),
+            ("GAZETTE_SMTP__PIPELINING", "always"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.smtp.retry_base, std::time::Duration::from_millis(5));
+    assert_eq!(c.smtp.pipelining, Pipelining::Always);
+}
+
+#[test]
+fn smtp_retry_base_and_pipelining_errors_name_the_key() {
+    for (line, key) in [
+        ("retry_base_ms = 0", "smtp.retry_base_ms"),
+        ("retry_base_ms = 300001", "smtp.retry_base_ms"),
+        ("retry_base_ms = \"fast\"", "smtp.retry_base_ms"),
+        ("pipelining = \"sometimes\"", "smtp.pipelining"),
+        ("pipelining = true", "smtp.pipelining"),
+    ] {
+        let e = parse(&format!("{MINIMAL}\n[smtp]\n{line}\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("config.toml") && e.contains(key), "{line}: {e}");
+    }
+    for (var, value) in [
+        ("GAZETTE_SMTP__RETRY_BASE_MS", "0"),
+        ("GAZETTE_SMTP__RETRY_BASE_MS", "1s"),
+        ("GAZETTE_SMTP__PIPELINING", "yes"),
+    ] {
+        let e = parse(MINIMAL, &[(var, value)]).unwrap_err().to_string();
+        assert!(e.contains(var) && !e.contains("config.toml"), "{e}");
+    }
+}

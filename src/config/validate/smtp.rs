@@ -3,11 +3,16 @@
 //! raw section and the [`Context`]. Out: the checked [`Smtp`], or the first wrong
 //! value as a [`ConfigError`] naming its key (`smtp.url`, `smtp.relays[1].rate`, …).
 
+use std::time::Duration;
+
 use url::Url;
 
 use super::super::raw::{RawRelay, RawSmtp};
 use super::super::{ConfigError, Dkim, Relay, Secret, Smtp, SmtpServer, Transport};
 use super::Context;
+
+/// The backoff stops growing at 5 minutes; a larger base would only be that.
+const MAX_RETRY_BASE_MS: u64 = 300_000;
 
 pub(super) fn smtp(cx: &Context, s: RawSmtp) -> Result<Smtp, ConfigError> {
     let transport = transport(cx, &s.url, s.password).map_err(|m| cx.error("smtp.url", m))?;
@@ -25,6 +30,12 @@ pub(super) fn smtp(cx: &Context, s: RawSmtp) -> Result<Smtp, ConfigError> {
     }
     if s.max_attempts == 0 {
         return Err(cx.error("smtp.max_attempts", "must be at least 1"));
+    }
+    if !(1..=MAX_RETRY_BASE_MS).contains(&s.retry_base_ms) {
+        return Err(cx.error(
+            "smtp.retry_base_ms",
+            format!("must be from 1 to {MAX_RETRY_BASE_MS} milliseconds"),
+        ));
     }
     if let Some(m) = &s.unsubscribe_mailto {
         m.parse::<lettre::Address>().map_err(|e| {
@@ -63,6 +74,8 @@ pub(super) fn smtp(cx: &Context, s: RawSmtp) -> Result<Smtp, ConfigError> {
         timeout_secs: s.timeout_secs,
         max_attempts: s.max_attempts,
         on_uncertain: s.on_uncertain,
+        retry_base: Duration::from_millis(s.retry_base_ms),
+        pipelining: s.pipelining,
         dkim: s.dkim.map(|d| Dkim {
             domain: d.domain,
             selector: d.selector,

@@ -3,8 +3,10 @@
 -- Blocks start with a marker line:
 --   `-- migration: N`  applied once, in order, recorded in PRAGMA user_version.
 --                      Never edit an applied migration: append a new one.
---   `-- query: NAME`   a named statement; gazette refuses to start if one it
---                      needs is missing.
+--   `-- query: NAME`   a named statement; build.rs makes it the constant NAME in
+--                      store::sql, so a missing one does not compile and an
+--                      unused one is a warning. Rows are read by column name:
+--                      give computed and joined columns an AS name.
 -- Times are Unix seconds (UTC).
 
 -- migration: 1
@@ -149,9 +151,9 @@ RETURNING id, etag, last_modified;
 
 -- query: feed_record_fetch
 UPDATE feeds
-SET etag = coalesce(?2, etag), last_modified = coalesce(?3, last_modified),
-    last_fetched_at = ?4, last_status = ?5
-WHERE id = ?1;
+SET etag = coalesce(:etag, etag), last_modified = coalesce(:last_modified, last_modified),
+    last_fetched_at = :at, last_status = :status
+WHERE id = :id;
 
 -- query: appearance_story
 SELECT story_id FROM appearances WHERE feed_id = ?1 AND guid = ?2;
@@ -161,23 +163,24 @@ SELECT id FROM stories WHERE url = ?1;
 
 -- query: story_insert
 INSERT INTO stories (url, title, summary, image, published_at, published_estimated, first_seen_at, updated_at, image_width, image_height)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)
+VALUES (:url, :title, :summary, :image, :published_at, :estimated, :now, :now, :image_width, :image_height)
 RETURNING id;
 
 -- A feed's later version of an item refreshes the text; a date the feed gives
 -- replaces one we estimated from first sight, never the other way round.
 -- query: story_update
 UPDATE stories
-SET title = ?2, summary = CASE WHEN ?3 <> '' THEN ?3 ELSE summary END,
-    image = coalesce(?4, image),
-    image_width = CASE WHEN ?4 IS NOT NULL THEN ?8 ELSE image_width END,
-    image_height = CASE WHEN ?4 IS NOT NULL THEN ?9 ELSE image_height END,
-    published_at = CASE WHEN ?6 = 0 THEN ?5 ELSE published_at END,
-    published_estimated = min(published_estimated, ?6),
-    updated_at = ?7
-WHERE id = ?1
-  AND (title <> ?2 OR (?3 <> '' AND summary <> ?3) OR (?4 IS NOT NULL AND (image IS NOT ?4 OR image_width IS NOT ?8))
-       OR (?6 = 0 AND (published_at <> ?5 OR published_estimated = 1)));
+SET title = :title, summary = CASE WHEN :summary <> '' THEN :summary ELSE summary END,
+    image = coalesce(:image, image),
+    image_width = CASE WHEN :image IS NOT NULL THEN :image_width ELSE image_width END,
+    image_height = CASE WHEN :image IS NOT NULL THEN :image_height ELSE image_height END,
+    published_at = CASE WHEN :estimated = 0 THEN :published_at ELSE published_at END,
+    published_estimated = min(published_estimated, :estimated),
+    updated_at = :now
+WHERE id = :id
+  AND (title <> :title OR (:summary <> '' AND summary <> :summary)
+       OR (:image IS NOT NULL AND (image IS NOT :image OR image_width IS NOT :image_width))
+       OR (:estimated = 0 AND (published_at <> :published_at OR published_estimated = 1)));
 
 -- query: appearance_upsert
 INSERT INTO appearances (story_id, feed_id, guid, link, categories, first_seen_at)
@@ -185,9 +188,11 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6)
 ON CONFLICT (feed_id, guid) DO UPDATE SET link = excluded.link, categories = excluded.categories;
 
 -- query: stories_published_between
-SELECT s.id, s.url, s.title, s.summary, s.image, s.published_at, s.published_estimated,
-       count(a.id), group_concat(DISTINCT coalesce(f.name, f.url)),
-       json_group_array(json(a.categories)), s.image_width, s.image_height
+SELECT s.id AS id, s.url AS url, s.title AS title, s.summary AS summary, s.image AS image,
+       s.published_at AS published_at, s.published_estimated AS published_estimated,
+       count(a.id) AS appearances, group_concat(DISTINCT coalesce(f.name, f.url)) AS sources,
+       json_group_array(json(a.categories)) AS category_lists,
+       s.image_width AS image_width, s.image_height AS image_height
 FROM stories s
 JOIN appearances a ON a.story_id = s.id
 JOIN feeds f ON f.id = a.feed_id
@@ -196,9 +201,11 @@ GROUP BY s.id
 ORDER BY s.id;
 
 -- query: story_with_url
-SELECT s.id, s.url, s.title, s.summary, s.image, s.published_at, s.published_estimated,
-       count(a.id), group_concat(DISTINCT coalesce(f.name, f.url)),
-       json_group_array(json(a.categories)), s.image_width, s.image_height
+SELECT s.id AS id, s.url AS url, s.title AS title, s.summary AS summary, s.image AS image,
+       s.published_at AS published_at, s.published_estimated AS published_estimated,
+       count(a.id) AS appearances, group_concat(DISTINCT coalesce(f.name, f.url)) AS sources,
+       json_group_array(json(a.categories)) AS category_lists,
+       s.image_width AS image_width, s.image_height AS image_height
 FROM stories s
 JOIN appearances a ON a.story_id = s.id
 JOIN feeds f ON f.id = a.feed_id
@@ -226,16 +233,13 @@ SELECT id, email, name, status, created_at FROM subscribers WHERE id = ?1;
 -- query: subscriber_set_status
 UPDATE subscribers SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status <> ?2;
 
--- query: subscriber_set_name
-UPDATE subscribers SET name = ?2, updated_at = ?3 WHERE id = ?1 AND name IS NOT ?2;
-
 -- query: subscribers_page
 SELECT id, email, name, status, created_at FROM subscribers
 WHERE (?1 IS NULL OR status = ?1) AND id > ?2
 ORDER BY id LIMIT ?3;
 
 -- query: subscribers_count_by_status
-SELECT status, count(*) FROM subscribers GROUP BY status ORDER BY status;
+SELECT status, count(*) AS subscribers FROM subscribers GROUP BY status ORDER BY status;
 
 -- query: subscriber_delete
 DELETE FROM subscribers WHERE id = ?1;
@@ -288,13 +292,13 @@ UPDATE deliveries SET state = 'pending', next_attempt_at = 0, updated_at = ?2
 WHERE issue_id = ?1 AND state = 'uncertain';
 
 -- query: deliveries_due
-SELECT d.subscriber_id, s.email, s.name, d.attempts
+SELECT d.subscriber_id AS subscriber_id, s.email AS email, s.name AS name, d.attempts AS attempts
 FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-WHERE d.issue_id = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2 AND d.subscriber_id > ?3
-ORDER BY d.subscriber_id LIMIT ?4;
+WHERE d.issue_id = :issue AND d.state = 'pending' AND d.next_attempt_at <= :now AND d.subscriber_id > :after
+ORDER BY d.subscriber_id LIMIT :limit;
 
 -- query: deliveries_next_retry_at
-SELECT min(next_attempt_at) FROM deliveries WHERE issue_id = ?1 AND state = 'pending';
+SELECT min(next_attempt_at) AS next_attempt_at FROM deliveries WHERE issue_id = ?1 AND state = 'pending';
 
 -- Claims one delivery for sending, only while the subscriber is still active: an
 -- unsubscribe committed before this statement means no message.
@@ -322,14 +326,14 @@ UPDATE deliveries SET state = 'failed', last_error = ?3, smtp_reply = ?4, update
 WHERE issue_id = ?1 AND subscriber_id = ?2;
 
 -- query: deliveries_count_by_state
-SELECT state, count(*), sum(was_uncertain) FROM deliveries WHERE issue_id = ?1 GROUP BY state;
+SELECT state, count(*) AS deliveries, sum(was_uncertain) AS were_uncertain FROM deliveries WHERE issue_id = ?1 GROUP BY state;
 
 -- query: deliveries_uncertain_emails
-SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+SELECT s.email AS email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
 WHERE d.issue_id = ?1 AND (d.state = 'uncertain' OR d.was_uncertain = 1) ORDER BY s.id LIMIT ?2;
 
 -- query: deliveries_would_receive
-SELECT s.id, s.email, s.name FROM subscribers s
+SELECT s.id AS id, s.email AS email FROM subscribers s
 LEFT JOIN deliveries d ON d.subscriber_id = s.id AND d.issue_id = ?1
 WHERE s.status = 'active' AND (d.state IS NULL OR d.state = 'pending') AND s.id > ?2
 ORDER BY s.id LIMIT ?3;
@@ -341,7 +345,7 @@ ON CONFLICT (report_key) DO NOTHING;
 
 -- Soft bounces of a subscriber, counted once per issue.
 -- query: soft_bounce_issues
-SELECT count(DISTINCT coalesce(issue_id, -id)) FROM bounce_events WHERE subscriber_id = ?1 AND kind = 'soft';
+SELECT count(DISTINCT coalesce(issue_id, -id)) AS issues FROM bounce_events WHERE subscriber_id = ?1 AND kind = 'soft';
 
 -- query: delivery_by_message_id
 SELECT issue_id, subscriber_id FROM deliveries WHERE message_id = ?1;
@@ -359,15 +363,16 @@ SELECT 1 FROM suppressed WHERE email_hash = ?1;
 DELETE FROM suppressed WHERE email_hash = ?1;
 
 -- query: export_deliveries
-SELECT i.week, d.state, d.attempts, d.last_error, d.smtp_reply, d.message_id, d.updated_at
+SELECT i.week AS week, d.state AS state, d.attempts AS attempts, d.last_error AS last_error,
+       d.smtp_reply AS smtp_reply, d.message_id AS message_id, d.updated_at AS updated_at
 FROM deliveries d JOIN issues i ON i.id = d.issue_id WHERE d.subscriber_id = ?1 ORDER BY i.week;
 
 -- query: export_unsubscribe_events
-SELECT e.at, e.method, i.week FROM unsubscribe_events e LEFT JOIN issues i ON i.id = e.issue_id
+SELECT e.at AS at, e.method AS method, i.week AS week FROM unsubscribe_events e LEFT JOIN issues i ON i.id = e.issue_id
 WHERE e.subscriber_id = ?1 ORDER BY e.id;
 
 -- query: export_bounce_events
-SELECT b.at, b.kind, b.status, b.detail, i.week FROM bounce_events b LEFT JOIN issues i ON i.id = b.issue_id
+SELECT b.at AS at, b.kind AS kind, b.status AS status, b.detail AS detail, i.week AS week FROM bounce_events b LEFT JOIN issues i ON i.id = b.issue_id
 WHERE b.subscriber_id = ?1 ORDER BY b.id;
 
 -- query: subscriber_delete_bounces
@@ -378,10 +383,10 @@ SELECT id FROM issues WHERE week = ?1;
 
 -- A send of this week has begun once it has any delivery row.
 -- query: issue_send_started
-SELECT count(*) > 0 FROM issues i JOIN deliveries d ON d.issue_id = i.id WHERE i.week = ?1;
+SELECT count(*) > 0 AS started FROM issues i JOIN deliveries d ON d.issue_id = i.id WHERE i.week = ?1;
 
 -- query: issue_finished
-SELECT finished_at IS NOT NULL FROM issues WHERE week = ?1;
+SELECT finished_at IS NOT NULL AS finished FROM issues WHERE week = ?1;
 
 -- Weeks whose issue reached at least one subscriber, newest first.
 -- query: issues_sent
@@ -391,4 +396,12 @@ ORDER BY week DESC;
 
 -- A report is read once; a multi-recipient one is stored as <key>#0, #1, …
 -- query: bounce_report_seen
-SELECT count(*) > 0 FROM bounce_events WHERE report_key IN (?1, ?1 || '#0');
+SELECT count(*) > 0 AS seen FROM bounce_events WHERE report_key IN (?1, ?1 || '#0');
+
+-- Whether a file (a backup to restore) holds gazette's tables.
+-- query: database_gazette_tables
+SELECT count(*) AS tables FROM sqlite_master
+WHERE type = 'table' AND name IN ('subscribers', 'deliveries', 'issues', 'stories');
+
+-- query: database_subscriber_count
+SELECT count(*) AS subscribers FROM subscribers;

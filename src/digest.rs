@@ -3,18 +3,20 @@
 //! `digest.html`, `digest.txt` and `digest.json`. Files are written whole (to a
 //! temporary name, then renamed) so a crash never leaves half an issue.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::rank::EditorChoices;
 use crate::render::{DigestRecord, Issue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DigestError {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] crate::files::WriteError),
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -48,7 +50,7 @@ pub fn load_choices(dir: &Path) -> Result<EditorChoices, DigestError> {
     let path = dir.join(ISSUE_FILE);
     if !path.exists() {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        write_atomic(&path, ISSUE_TEMPLATE.as_bytes())?;
+        crate::files::write_atomic(&path, ISSUE_TEMPLATE.as_bytes())?;
     }
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
     parse_choices(&text).map_err(|message| DigestError::Invalid {
@@ -59,25 +61,16 @@ pub fn load_choices(dir: &Path) -> Result<EditorChoices, DigestError> {
 
 /// Parses the editor's choices; errors say the line.
 pub fn parse_choices(text: &str) -> Result<EditorChoices, String> {
-    toml::from_str(text).map_err(|e: toml::de::Error| {
-        let first = e.message().lines().next().unwrap_or("invalid").to_string();
-        match e.span() {
-            Some(span) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                format!("line {line}: {first}")
-            }
-            None => first,
-        }
-    })
+    toml::from_str(text).map_err(|e| crate::config::describe_toml_error(text, &e))
 }
 
 /// Writes the three files of a built issue.
 pub fn write_issue(dir: &Path, issue: &Issue, record: &DigestRecord) -> Result<(), DigestError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    write_atomic(&dir.join(HTML_FILE), issue.html.as_bytes())?;
-    write_atomic(&dir.join(TEXT_FILE), issue.text.as_bytes())?;
+    crate::files::write_atomic(&dir.join(HTML_FILE), issue.html.as_bytes())?;
+    crate::files::write_atomic(&dir.join(TEXT_FILE), issue.text.as_bytes())?;
     let json = serde_json::to_string_pretty(record).expect("the record serializes");
-    write_atomic(&dir.join(JSON_FILE), json.as_bytes())?;
+    crate::files::write_atomic(&dir.join(JSON_FILE), json.as_bytes())?;
     Ok(())
 }
 
@@ -103,17 +96,6 @@ pub fn read_issue(dir: &Path) -> Result<Option<(Issue, DigestRecord)>, DigestErr
         text: read(TEXT_FILE)?,
     };
     Ok(Some((issue, record)))
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DigestError> {
-    let tmp: PathBuf = {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".tmp{}", std::process::id()));
-        path.with_file_name(name)
-    };
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 #[cfg(test)]

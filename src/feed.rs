@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use url::Url;
 
 use crate::config::{FeedLocation, FeedSource};
+use crate::text::{clean_line, html_to_text};
 
 /// One item of a feed, normalised.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,11 +44,9 @@ pub struct ParsedFeed {
 pub enum FeedError {
     #[error("not a feed: {0}")]
     Malformed(String),
-    #[error("cannot read {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+    // The I/O error is part of the message, not a `source`: said once.
+    #[error("cannot read {path}: {error}")]
+    File { path: String, error: std::io::Error },
     #[error("unreachable: {0}")]
     Unreachable(String),
     #[error("HTTP status {0}")]
@@ -231,31 +230,6 @@ fn title_text(t: &feed_rs::model::Text) -> String {
     }
 }
 
-/// Feed HTML as one line of plain text: tags dropped, entities decoded, white
-/// space folded, control characters removed.
-pub fn html_to_text(html: &str) -> String {
-    let text = html2text::config::plain_no_decorate()
-        .string_from_read(html.as_bytes(), 10_000)
-        .unwrap_or_else(|_| html.to_string());
-    clean_line(&text)
-}
-
-/// Folds all white space (newlines included) to single spaces and drops control
-/// characters, so feed text can never break a line it is put on.
-pub fn clean_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for word in s.split(|c: char| c.is_whitespace() || c.is_control()) {
-        if word.is_empty() {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    out
-}
-
 /// What a fetch brought back.
 #[derive(Debug)]
 pub enum Fetched {
@@ -307,9 +281,9 @@ pub async fn fetch(
 }
 
 fn read_file(path: &Path, max_bytes: u64) -> Result<Fetched, FeedError> {
-    let file_err = |source| FeedError::File {
+    let file_err = |error| FeedError::File {
         path: path.display().to_string(),
-        source,
+        error,
     };
     let len = std::fs::metadata(path).map_err(file_err)?.len();
     if len > max_bytes {
@@ -466,10 +440,5 @@ mod tests {
             parse(b"<html><body>hi</body></html>", None),
             Err(FeedError::Malformed(_))
         ));
-    }
-
-    #[test]
-    fn clean_line_removes_line_breaks() {
-        assert_eq!(clean_line("a\r\nBcc: x\t y\u{7}"), "a Bcc: x y");
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use gazette::app;
 use gazette::config::Config;
 use gazette::send;
-use gazette::store::{Added, Status, UnsubscribeMethod};
+use gazette::token::Signer;
 use gazette::week::IsoWeek;
 
 #[derive(Parser)]
@@ -206,25 +206,26 @@ fn run(cli: Cli) -> Result<()> {
             dry_run,
             test,
         } => {
-            let store = app::open_store(&config)?;
             let week = app::pick_week(&config, week, now);
             if dry_run {
-                let n = send::would_receive(&store, week, |email| println!("{email}"))?;
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let n = app::would_receive(&config, week, &mut out)?;
+                out.flush()?;
                 eprintln!("{week}: {n} subscribers would receive it (dry run: nothing sent)");
                 return Ok(());
             }
-            let Some(issue) = app::built_issue(&config, &store, week, now)? else {
-                println!("{week}: no stories were published that week; nothing to send");
-                return Ok(());
+            let progress = if test.is_empty() {
+                progress(&config, week)?
+            } else {
+                Arc::new(send::NoProgress)
             };
-            if !test.is_empty() {
-                for line in runtime.block_on(send::send_test(&config, &issue, week, &test))? {
-                    println!("{line}");
-                }
-                return Ok(());
+            let outcome = runtime.block_on(app::send(&config, week, now, &test, progress))?;
+            for line in &outcome.lines {
+                println!("{line}");
             }
-            drop(store);
-            deliver(&config, &runtime, issue, week)?;
+            if let Some(summary) = outcome.summary {
+                check_finished(&summary)?;
+            }
         }
         Command::Run { week } => {
             let week = app::pick_week(&config, week, now);
@@ -266,25 +267,12 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| {
                         format!("[server] listen: cannot listen on {}", config.server.listen)
                     })?;
-                gazette::web::serve(config, clock, listener, shutdown_signal()).await
+                gazette::serve::serve(config, clock, listener, shutdown_signal()).await
             })?;
         }
         Command::Unsubscribe { email } => {
             let mut store = app::open_store(&config)?;
-            let s = store
-                .subscriber_by_email(&email)?
-                .with_context(|| format!("{email} is not on the list"))?;
-            if store.set_status(
-                s.id,
-                Status::Unsubscribed,
-                Some(UnsubscribeMethod::Cli),
-                None,
-                now,
-            )? {
-                println!("{} unsubscribed", s.email);
-            } else {
-                println!("{} was already unsubscribed", s.email);
-            }
+            println!("{}", app::unsubscribe(&mut store, &email, now)?);
         }
     }
     Ok(())
@@ -294,21 +282,10 @@ fn subscribers(config: &Config, command: SubscribersCommand, now: DateTime<Utc>)
     let mut store = app::open_store(config)?;
     match command {
         SubscribersCommand::Add { email, name } => {
-            let email = app::valid_address(&email).map_err(anyhow::Error::msg)?;
-            if gazette::store::is_suppressed(store.conn(), &email)? {
-                anyhow::bail!(
-                    "{email} was erased at its owner's request and may not be added again"
-                );
-            }
-            let name = name
-                .map(|n| gazette::feed::clean_line(&n))
-                .filter(|n| !n.is_empty());
-            match store.add_subscriber(&email, name.as_deref(), Status::Active, now)? {
-                Added::New(_) => println!("added {email}"),
-                Added::Existing(_, status) => {
-                    println!("{email} is already on the list ({})", status.as_str())
-                }
-            }
+            println!(
+                "{}",
+                app::add_subscriber(&mut store, &email, name.as_deref(), now)?
+            )
         }
         SubscribersCommand::Import { file } => {
             let report = app::import_subscribers(&mut store, &file, now)?;
@@ -322,46 +299,12 @@ fn subscribers(config: &Config, command: SubscribersCommand, now: DateTime<Utc>)
             }
         }
         SubscribersCommand::List { status, json } => {
-            let status = match status {
-                Some(s) => Some(Status::parse(&s).with_context(|| {
-                    format!(
-                        "--status {s:?}: one of pending, active, unsubscribed, bounced, complained"
-                    )
-                })?),
-                None => None,
-            };
-            let mut after = 0;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            loop {
-                let page = store.subscribers_page(status, after, 1000)?;
-                let Some(last) = page.last() else { break };
-                after = last.id;
-                for s in page {
-                    if json {
-                        writeln!(out, "{}", serde_json::to_string(&s)?)?;
-                    } else {
-                        writeln!(
-                            out,
-                            "{}\t{}\t{}",
-                            s.email,
-                            s.status.as_str(),
-                            s.name.unwrap_or_default()
-                        )?;
-                    }
-                }
-            }
+            app::list_subscribers(&store, status.as_deref(), json, &mut out)?;
+            out.flush()?;
         }
         SubscribersCommand::Count { json } => {
-            let counts = store.count_by_status()?;
-            if json {
-                let map: serde_json::Map<String, serde_json::Value> =
-                    counts.into_iter().map(|(k, v)| (k, v.into())).collect();
-                println!("{}", serde_json::Value::Object(map));
-            } else {
-                for (status, n) in counts {
-                    println!("{status}\t{n}");
-                }
-            }
+            println!("{}", app::count_subscribers(&store, json)?)
         }
         SubscribersCommand::Export { email } => {
             println!(
@@ -373,11 +316,7 @@ fn subscribers(config: &Config, command: SubscribersCommand, now: DateTime<Utc>)
             println!("{}", app::wipe_subscriber(&mut store, &email, now)?)
         }
         SubscribersCommand::Remove { email } => {
-            let s = store
-                .subscriber_by_email(&email)?
-                .with_context(|| format!("{email} is not on the list"))?;
-            store.remove_subscriber(s.id)?;
-            println!("removed {}", s.email);
+            println!("{}", app::remove_subscriber(&mut store, &email)?)
         }
     }
     Ok(())
@@ -401,8 +340,7 @@ impl send::Progress for Bar {
 /// The progress display: a bar on a terminal, nothing otherwise (the summary line
 /// says it all). Also says when the development secret signs the links.
 fn progress(config: &Config, week: IsoWeek) -> Result<Arc<dyn send::Progress>> {
-    let (_, development) = send::signer(config)?;
-    if development {
+    if Signer::from_config(config)?.development {
         eprintln!("note: GAZETTE_SECRET is not set; the outbox's links are signed with a fixed development secret");
     }
     Ok(if std::io::stderr().is_terminal() {
@@ -428,24 +366,6 @@ fn check_finished(summary: &send::SendSummary) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn deliver(
-    config: &Config,
-    runtime: &tokio::runtime::Runtime,
-    issue: gazette::render::Issue,
-    week: IsoWeek,
-) -> Result<()> {
-    let progress = progress(config, week)?;
-    let summary = runtime.block_on(send::send_issue(
-        config,
-        issue,
-        week,
-        progress,
-        Arc::default(),
-    ))?;
-    println!("{}", app::describe_send(&summary));
-    check_finished(&summary)
 }
 
 /// SIGTERM (systemd) or Ctrl-C.

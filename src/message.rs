@@ -15,8 +15,8 @@ use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 
 use crate::config::Config;
-use crate::feed::clean_line;
 use crate::render::{personalize, Issue, Personal};
+use crate::text::clean_line;
 use crate::token::Signer;
 use crate::week::IsoWeek;
 

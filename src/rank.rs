@@ -17,6 +17,9 @@
 //! Diversity: at most `max_per_topic` stories per topic and `max_per_source` per
 //! feed (0: no cap); if the caps leave the issue short, the best capped stories
 //! fill it, and say so.
+//!
+//! Longer than most files (about 560 lines of code, the rest its tests) because
+//! folding, scoring and the caps are one argument best read together.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -12,8 +12,8 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Newsletter;
-use crate::feed::clean_line;
 use crate::rank::{Candidate, EditorChoices, Selection};
+use crate::text::clean_line;
 use crate::week::IsoWeek;
 
 /// Where the subscriber's one-click unsubscribe URL goes.
@@ -89,7 +89,7 @@ fn week_label(week: IsoWeek) -> String {
     )
 }
 
-/// The subject: the editor's, else "<name>: <top story>".
+/// The subject: the editor's, else `"<name>: <top story>"`.
 pub fn subject(selection: &Selection, choices: &EditorChoices, newsletter: &Newsletter) -> String {
     let s = match (&choices.subject, selection.picks.first()) {
         (Some(s), _) if !s.trim().is_empty() => untrusted(s),

@@ -52,11 +52,42 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// No secret to sign links with, where one is needed.
+#[derive(Debug, thiserror::Error)]
+#[error("GAZETTE_SECRET is not set: it signs the unsubscribe links, and mail that leaves this machine needs a real one")]
+pub struct NoSecret;
+
+/// The signer a configuration calls for, and where its secret came from.
+#[derive(Debug, Clone)]
+pub struct ConfiguredSigner {
+    pub signer: Signer,
+    /// No `GAZETTE_SECRET`: the file outbox's fixed development secret signs.
+    pub development: bool,
+}
+
 impl Signer {
     pub fn new(secret: Secret, list_id: &str) -> Signer {
         Signer {
             secret,
             list_id: list_id.to_string(),
+        }
+    }
+
+    /// `GAZETTE_SECRET`, or with the file outbox (mail that never leaves the
+    /// machine) a fixed development secret; with a mail server and no secret, an
+    /// error.
+    pub fn from_config(config: &crate::config::Config) -> Result<ConfiguredSigner, NoSecret> {
+        let list_id = &config.newsletter.list_id;
+        match (&config.secret, config.is_outbox()) {
+            (Some(s), _) => Ok(ConfiguredSigner {
+                signer: Signer::new(s.clone(), list_id),
+                development: false,
+            }),
+            (None, true) => Ok(ConfiguredSigner {
+                signer: Signer::new(Secret::new(DEVELOPMENT_SECRET), list_id),
+                development: true,
+            }),
+            (None, false) => Err(NoSecret),
         }
     }
 

@@ -77,21 +77,6 @@ fn fill(name: &str, email: &str, sent: &Sent, dir: &std::path::Path) {
     std::fs::write(dir.join(format!("{email}-{name}")), text).unwrap();
 }
 
-fn status(site: &Site, email: &str) -> Status {
-    site.store()
-        .subscriber_by_email(email)
-        .unwrap()
-        .unwrap()
-        .status
-}
-
-fn count(site: &Site, sql: &str) -> i64 {
-    site.store()
-        .conn()
-        .query_row(sql, [], |r| r.get(0))
-        .unwrap()
-}
-
 #[test]
 fn reports_from_real_servers_change_subscribers_as_the_policy_says() {
     let mail = MailServer::start(Faults::default());
@@ -129,36 +114,30 @@ fn reports_from_real_servers_change_subscribers_as_the_policy_says() {
     );
     for i in 1..=3 {
         assert_eq!(
-            status(&site, &format!("person{i}@example.com")),
+            site.status(&format!("person{i}@example.com")),
             Status::Bounced,
             "person{i}"
         );
     }
     // One soft bounce is counted, not acted on.
-    assert_eq!(status(&site, "person4@example.com"), Status::Active);
-    assert_eq!(status(&site, "person5@example.com"), Status::Complained);
-    assert_eq!(status(&site, "person6@example.com"), Status::Active);
+    assert_eq!(site.status("person4@example.com"), Status::Active);
+    assert_eq!(site.status("person5@example.com"), Status::Complained);
+    assert_eq!(site.status("person6@example.com"), Status::Active);
     assert_eq!(
-        count(
-            &site,
-            "SELECT count(*) FROM unsubscribe_events WHERE method = 'complaint'"
-        ),
+        site.count("SELECT count(*) FROM unsubscribe_events WHERE method = 'complaint'"),
         1
     );
     assert_eq!(
-        count(
-            &site,
-            "SELECT count(*) FROM unsubscribe_events WHERE method = 'bounce'"
-        ),
+        site.count("SELECT count(*) FROM unsubscribe_events WHERE method = 'bounce'"),
         3
     );
-    assert_eq!(count(&site, "SELECT count(*) FROM bounce_events WHERE kind = 'hard' AND status IN ('5.1.1', '5.1.10') AND issue_id IS NOT NULL"), 3);
+    assert_eq!(site.count("SELECT count(*) FROM bounce_events WHERE kind = 'hard' AND status IN ('5.1.1', '5.1.10') AND issue_id IS NOT NULL"), 3);
 
     // Reading the same mail again changes nothing.
-    let before = count(&site, "SELECT count(*) FROM bounce_events");
+    let before = site.count("SELECT count(*) FROM bounce_events");
     let out = run("bounce-mail");
     assert!(out.starts_with("0 applied, 5 already read"), "{out}");
-    assert_eq!(count(&site, "SELECT count(*) FROM bounce_events"), before);
+    assert_eq!(site.count("SELECT count(*) FROM bounce_events"), before);
 
     // A second soft bounce, from another issue, in an mbox: now bounced.
     let mbox_dir = site.path("second");
@@ -174,7 +153,7 @@ fn reports_from_real_servers_change_subscribers_as_the_policy_says() {
     .unwrap();
     let out = run("bounces.mbox");
     assert!(out.contains("soft bounce 2 of 2: marked bounced"), "{out}");
-    assert_eq!(status(&site, "person4@example.com"), Status::Bounced);
+    assert_eq!(site.status("person4@example.com"), Status::Bounced);
 }
 
 #[test]
@@ -220,5 +199,5 @@ fn a_maildir_is_read_and_a_report_matching_nobody_is_reported() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("matches no subscriber"), "{text}");
     assert!(text.starts_with("1 applied"), "{text}");
-    assert_eq!(status(&site, "person6@example.com"), Status::Bounced);
+    assert_eq!(site.status("person6@example.com"), Status::Bounced);
 }

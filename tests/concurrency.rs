@@ -65,7 +65,8 @@ fn unsubscribes_during_a_large_send_are_honoured_and_a_backup_is_whole() {
                         .body("List-Unsubscribe=One-Click")
                         .send()
                         .unwrap();
-                    assert_eq!(r.status(), 200);
+                    let status = r.status();
+                    assert_eq!(status, 200, "{}", r.text().unwrap_or_default());
                     acks.lock().unwrap().insert(id, now_ms());
                 }
             })
@@ -86,9 +87,8 @@ fn unsubscribes_during_a_large_send_are_honoured_and_a_backup_is_whole() {
 
     let acks = acks.lock().unwrap();
     assert_eq!(acks.len(), 1000);
-    let store = site.store();
-    let events: i64 = store
-        .conn()
+    let db = site.db();
+    let events: i64 = db
         .query_row(
             "SELECT count(*) FROM unsubscribe_events WHERE method = 'one-click'",
             [],
@@ -99,8 +99,7 @@ fn unsubscribes_during_a_large_send_are_honoured_and_a_backup_is_whole() {
     let received = mail.per_recipient();
     let mut claimed_before = 0;
     for (&id, &ack) in acks.iter() {
-        let (state, claimed): (String, Option<i64>) = store
-            .conn()
+        let (state, claimed): (String, Option<i64>) = db
             .query_row(
                 "SELECT state, claimed_at_ms FROM deliveries WHERE subscriber_id = ?1",
                 [id],

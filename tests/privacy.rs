@@ -21,8 +21,7 @@ fn export_shows_everything_held_and_wipe_leaves_only_a_hash() {
     let out = site.run(&["subscribers", "export", "person2@example.com"]);
     assert!(!out.status.success() && stderr(&out).contains("not on the list"));
     // Nothing of the address is left in the database file, free pages included.
-    site.store()
-        .conn()
+    site.db()
         .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
         .unwrap();
     for file in ["gazette.db", "gazette.db-wal"] {

@@ -36,7 +36,7 @@ fn site(smtp_url: &str, n: usize, extra: &str) -> Site {
 fn send_cmd(site: &Site, args: &[&str]) -> Command {
     let mut cmd = site.command(&[&["send", "--week", "2026-W06"], args].concat());
     cmd.env("GAZETTE_SECRET", SECRET)
-        .env("GAZETTE_SMTP_RETRY_MS", "50");
+        .env("GAZETTE_SMTP__RETRY_BASE_MS", "50");
     cmd
 }
 
@@ -46,13 +46,6 @@ fn send(site: &Site, args: &[&str]) -> Output {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ledger(site: &Site, sql: &str) -> i64 {
-    site.store()
-        .conn()
-        .query_row(sql, [], |r| r.get(0))
-        .unwrap()
 }
 
 fn id_of(site: &Site, email: &str) -> i64 {
@@ -196,12 +189,9 @@ fn transient_421_and_451_are_retried_until_delivered() {
     let counts = server.per_recipient();
     assert_eq!(counts.len(), 10);
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
-    assert!(ledger(&site, "SELECT max(attempts) FROM deliveries") > 1);
+    assert!(site.count("SELECT max(attempts) FROM deliveries") > 1);
     assert_eq!(
-        ledger(
-            &site,
-            "SELECT count(*) FROM deliveries WHERE state = 'sent'"
-        ),
+        site.count("SELECT count(*) FROM deliveries WHERE state = 'sent'"),
         10
     );
 }
@@ -233,17 +223,11 @@ fn a_550_bounces_that_subscriber_once_and_the_others_are_delivered() {
         .unwrap();
     assert_eq!(s.status, gazette::store::Status::Bounced);
     assert_eq!(
-        ledger(
-            &site,
-            "SELECT count(*) FROM unsubscribe_events WHERE method = 'bounce'"
-        ),
+        site.count("SELECT count(*) FROM unsubscribe_events WHERE method = 'bounce'"),
         1
     );
     assert_eq!(
-        ledger(
-            &site,
-            "SELECT attempts FROM deliveries WHERE state = 'failed'"
-        ),
+        site.count("SELECT attempts FROM deliveries WHERE state = 'failed'"),
         1
     );
 }
@@ -259,7 +243,7 @@ fn a_connection_dropped_mid_data_is_retried() {
     let counts = server.per_recipient();
     assert_eq!(counts.len(), 8);
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
-    assert!(ledger(&site, "SELECT max(attempts) FROM deliveries") >= 2);
+    assert!(site.count("SELECT max(attempts) FROM deliveries") >= 2);
     assert!(
         proxy.cut.load(std::sync::atomic::Ordering::SeqCst) >= 3,
         "two cut connections, then a good one"
@@ -280,10 +264,7 @@ fn a_server_that_is_down_leaves_the_ledger_intact_for_a_later_run() {
         stderr(&out)
     );
     assert_eq!(
-        ledger(
-            &site,
-            "SELECT count(*) FROM deliveries WHERE state = 'pending'"
-        ),
+        site.count("SELECT count(*) FROM deliveries WHERE state = 'pending'"),
         5
     );
 
@@ -308,21 +289,17 @@ fn a_second_send_of_the_same_issue_refuses_while_the_first_runs() {
             .trim(),
         std::process::id()
     );
-    let store = site.store();
-    store
-        .conn()
-        .execute(
-            "INSERT INTO issues (week, subject, created_at) VALUES ('2026-W06', 's', 0)",
-            [],
-        )
-        .unwrap();
-    store
-        .conn()
-        .execute(
-            "INSERT INTO send_locks VALUES (1, ?1, 0, strftime('%s','now'))",
-            [&holder],
-        )
-        .unwrap();
+    let db = site.db();
+    db.execute(
+        "INSERT INTO issues (week, subject, created_at) VALUES ('2026-W06', 's', 0)",
+        [],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO send_locks VALUES (1, ?1, 0, strftime('%s','now'))",
+        [&holder],
+    )
+    .unwrap();
     let out = send(&site, &[]);
     assert!(!out.status.success());
     assert!(
@@ -332,13 +309,11 @@ fn a_second_send_of_the_same_issue_refuses_while_the_first_runs() {
     );
     assert!(server.received().is_empty());
     // A lock left by a process that is gone is taken over.
-    store
-        .conn()
-        .execute(
-            "UPDATE send_locks SET holder = 'otherhost:1', heartbeat_at = 0",
-            [],
-        )
-        .unwrap();
+    db.execute(
+        "UPDATE send_locks SET holder = 'otherhost:1', heartbeat_at = 0",
+        [],
+    )
+    .unwrap();
     assert!(send(&site, &[]).status.success());
     assert_eq!(server.received().len(), 3);
 }
@@ -358,7 +333,7 @@ fn test_copies_and_dry_runs_leave_the_ledger_alone() {
     assert_eq!(received[0].to, vec!["editor@news.test"]);
     let m = MessageParser::default().parse(&received[0].data).unwrap();
     assert!(m.subject().unwrap().starts_with("[TEST] Test Weekly"));
-    assert_eq!(ledger(&site, "SELECT count(*) FROM deliveries"), 0);
+    assert_eq!(site.count("SELECT count(*) FROM deliveries"), 0);
 }
 
 /// Starts a send in the background to `n` subscribers through a server that takes
@@ -395,10 +370,7 @@ fn an_unsubscribe_during_a_send_stops_further_mail() {
     assert!(!counts.contains_key("person30@example.com"));
     assert_eq!(counts.len(), 39);
     assert_eq!(
-        ledger(
-            &site,
-            "SELECT count(*) FROM deliveries WHERE state = 'skipped'"
-        ),
+        site.count("SELECT count(*) FROM deliveries WHERE state = 'skipped'"),
         1
     );
 }
@@ -416,9 +388,8 @@ fn after_a_kill_the_rerun_finishes_with_no_one_missing_and_duplicates_only_where
     assert!(out.status.success(), "{}", stderr(&out));
     let counts = server.per_recipient();
     let uncertain: HashSet<String> = {
-        let store = site.store();
-        let mut stmt = store
-            .conn()
+        let db = site.db();
+        let mut stmt = db
             .prepare("SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.was_uncertain = 1")
             .unwrap();
         stmt.query_map([], |r| r.get(0))
@@ -497,7 +468,7 @@ fn pipelined_mail_rcpt_data_take_every_reply_path() {
     });
     let faulty = site(&server.url(), 12, "");
     let out = send_cmd(&faulty, &[])
-        .env("GAZETTE_SMTP_PIPELINING", "always")
+        .env("GAZETTE_SMTP__PIPELINING", "always")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -528,7 +499,7 @@ fn pipelined_mail_rcpt_data_take_every_reply_path() {
     let proxy = CuttingProxy::start(server.port, 2, 3000);
     let cut = site(&proxy.url(), 6, "concurrency = 1\n");
     let out = send_cmd(&cut, &[])
-        .env("GAZETTE_SMTP_PIPELINING", "always")
+        .env("GAZETTE_SMTP__PIPELINING", "always")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

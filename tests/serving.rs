@@ -49,7 +49,7 @@ impl Serving {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let clock: gazette::web::Clock = Arc::new(move || *shared.lock().unwrap());
-                gazette::web::serve(config, clock, listener, async move {
+                gazette::serve::serve(config, clock, listener, async move {
                     let _ = rx.await;
                 })
                 .await
@@ -114,21 +114,6 @@ pub fn token_of(site: &Site, id: i64) -> String {
     eml[start..].split('>').next().unwrap().to_string()
 }
 
-fn status_of(site: &Site, email: &str) -> Status {
-    site.store()
-        .subscriber_by_email(email)
-        .unwrap()
-        .unwrap()
-        .status
-}
-
-fn count(site: &Site, sql: &str) -> i64 {
-    site.store()
-        .conn()
-        .query_row(sql, [], |r| r.get(0))
-        .unwrap()
-}
-
 #[test]
 fn the_one_click_post_unsubscribes_and_a_get_does_not() {
     let site = sent_site(3, "");
@@ -145,7 +130,7 @@ fn the_one_click_post_unsubscribes_and_a_get_does_not() {
             && body.contains("method=\"post\"")
     );
     assert_eq!(
-        status_of(&site, "person1@example.com"),
+        site.status("person1@example.com"),
         Status::Active,
         "a GET must not unsubscribe"
     );
@@ -160,15 +145,9 @@ fn the_one_click_post_unsubscribes_and_a_get_does_not() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
+    assert_eq!(site.status("person1@example.com"), Status::Unsubscribed);
     assert_eq!(
-        status_of(&site, "person1@example.com"),
-        Status::Unsubscribed
-    );
-    assert_eq!(
-        count(
-            &site,
-            "SELECT count(*) FROM unsubscribe_events WHERE method = 'one-click'"
-        ),
+        site.count("SELECT count(*) FROM unsubscribe_events WHERE method = 'one-click'"),
         1
     );
 
@@ -179,15 +158,9 @@ fn the_one_click_post_unsubscribes_and_a_get_does_not() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+    assert_eq!(site.status("person2@example.com"), Status::Unsubscribed);
     assert_eq!(
-        status_of(&site, "person2@example.com"),
-        Status::Unsubscribed
-    );
-    assert_eq!(
-        count(
-            &site,
-            "SELECT count(*) FROM unsubscribe_events WHERE method = 'page'"
-        ),
+        site.count("SELECT count(*) FROM unsubscribe_events WHERE method = 'page'"),
         1
     );
 }
@@ -226,13 +199,10 @@ fn forged_truncated_and_borrowed_tokens_fail_and_change_nothing() {
         "every bad token gets the same page"
     );
     assert_eq!(
-        count(
-            &site,
-            "SELECT count(*) FROM subscribers WHERE status = 'active'"
-        ),
+        site.count("SELECT count(*) FROM subscribers WHERE status = 'active'"),
         3
     );
-    assert_eq!(count(&site, "SELECT count(*) FROM unsubscribe_events"), 0);
+    assert_eq!(site.count("SELECT count(*) FROM unsubscribe_events"), 0);
 }
 
 #[test]
@@ -261,7 +231,7 @@ fn subscribe_confirm_by_mail_and_the_same_answer_twice() {
     };
     let first = subscribe("nadia@example.com");
     assert_eq!(first.0, 200);
-    assert_eq!(status_of(&site, "nadia@example.com"), Status::Pending);
+    assert_eq!(site.status("nadia@example.com"), Status::Pending);
     // Known, unknown, active: one answer.
     assert_eq!(subscribe("NADIA@example.com"), first);
     assert_eq!(subscribe("person1@example.com"), first);
@@ -299,15 +269,15 @@ fn subscribe_confirm_by_mail_and_the_same_answer_twice() {
     // A tampered link does nothing.
     let r = http.get(server.url(&format!("{path}x"))).send().unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(status_of(&site, "nadia@example.com"), Status::Pending);
+    assert_eq!(site.status("nadia@example.com"), Status::Pending);
     let r = http.get(server.url(path)).send().unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(status_of(&site, "nadia@example.com"), Status::Active);
+    assert_eq!(site.status("nadia@example.com"), Status::Active);
 
     // Back after unsubscribing: only the confirmation makes them active again.
     site.ok(&["unsubscribe", "nadia@example.com"]);
     assert_eq!(subscribe("nadia@example.com"), first);
-    assert_eq!(status_of(&site, "nadia@example.com"), Status::Unsubscribed);
+    assert_eq!(site.status("nadia@example.com"), Status::Unsubscribed);
 }
 
 #[test]
@@ -339,7 +309,7 @@ fn confirmation_links_expire() {
         .collect();
     server.set_now("2026-02-12T11:00:00Z");
     assert_eq!(http.get(server.url(&path)).send().unwrap().status(), 400);
-    assert_eq!(status_of(&site, "late@example.com"), Status::Pending);
+    assert_eq!(site.status("late@example.com"), Status::Pending);
 }
 
 #[test]
@@ -517,7 +487,7 @@ fn a_send_missed_by_more_than_max_lateness_is_skipped() {
     let server = Serving::start(&site, &[], "2026-02-09T10:00:00Z");
     std::thread::sleep(Duration::from_millis(2000));
     assert!(mail.received().is_empty());
-    assert_eq!(count(&site, "SELECT count(*) FROM deliveries"), 0);
+    assert_eq!(site.count("SELECT count(*) FROM deliveries"), 0);
     drop(server);
     // Within max_lateness it catches up once.
     let site = scheduled_site(&mail, 3, "4h");
@@ -561,17 +531,11 @@ fn sigterm_finishes_and_records_the_deliveries_in_flight() {
     };
     assert!(status.success());
     assert_eq!(
-        count(
-            &site,
-            "SELECT count(*) FROM deliveries WHERE state = 'sending'"
-        ),
+        site.count("SELECT count(*) FROM deliveries WHERE state = 'sending'"),
         0,
         "nothing left in flight"
     );
-    let sent = count(
-        &site,
-        "SELECT count(*) FROM deliveries WHERE state = 'sent'",
-    ) as usize;
+    let sent = site.count("SELECT count(*) FROM deliveries WHERE state = 'sent'") as usize;
     assert_eq!(
         sent,
         mail.received().len(),

@@ -16,3 +16,4 @@ mod properties;
 mod sending;
 mod serving;
 mod snapshots;
+mod storage;

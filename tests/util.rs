@@ -141,6 +141,27 @@ impl Site {
         gazette::store::Store::open(&self.path("gazette.db")).unwrap()
     }
 
+    /// A plain SQLite connection to the site's database (created and migrated
+    /// first), for tests that look at rows gazette's API does not show.
+    pub fn db(&self) -> rusqlite::Connection {
+        drop(self.store());
+        rusqlite::Connection::open(self.path("gazette.db")).unwrap()
+    }
+
+    /// The subscriber's status now.
+    pub fn status(&self, email: &str) -> gazette::store::Status {
+        self.store()
+            .subscriber_by_email(email)
+            .unwrap()
+            .unwrap()
+            .status
+    }
+
+    /// The single integer `sql` selects.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
     pub fn digest_json(&self, week: &str) -> serde_json::Value {
         let text =
             std::fs::read_to_string(self.path(&format!("digests/{week}/digest.json"))).unwrap();

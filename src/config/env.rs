@@ -22,10 +22,13 @@ use super::{ConfigError, Secret, ENV_PREFIX};
 /// The variable that holds the HMAC key of links; not a config key.
 const SECRET_VAR: &str = "SECRET";
 
-/// `GAZETTE_SECRET`, when set and not empty.
+/// `GAZETTE_SECRET`, when set and not empty (the last setting wins, as in an
+/// environment built up by layers).
 pub(super) fn secret(env: &[(String, String)]) -> Option<Secret> {
     env.iter()
-        .find(|(var, value)| var.strip_prefix(ENV_PREFIX) == Some(SECRET_VAR) && !value.is_empty())
+        .rev()
+        .find(|(var, _)| var.strip_prefix(ENV_PREFIX) == Some(SECRET_VAR))
+        .filter(|(_, value)| !value.is_empty())
         .map(|(_, value)| Secret::new(value.as_str()))
 }
 

@@ -353,7 +353,9 @@ pub fn env_var_for(key: &str) -> String {
     )
 }
 
-fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+/// A TOML error as a person reads it: `line N: what is wrong` (shared by
+/// config.toml and the editor's issue.toml).
+pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let first = e
         .message()
         .lines()

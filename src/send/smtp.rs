@@ -70,13 +70,13 @@ pub struct Client {
 }
 
 impl Client {
-    /// Reads the greeting and says EHLO; `force_pipelining` pipelines even where
-    /// the server does not advertise it (for tests of that path).
+    /// Reads the greeting and says EHLO. `pipelining`: `None` pipelines where the
+    /// server advertises PIPELINING; `Some` forces it on or off (`[smtp] pipelining`).
     pub async fn connect(
         tcp: TcpStream,
         hello: &str,
         timeout: Duration,
-        force_pipelining: bool,
+        pipelining: Option<bool>,
     ) -> Result<Client, SmtpError> {
         // Commands and the body each leave in one write already; with no delayed
         // ACK to wait for, no buffering stream is needed (and no extra copy).
@@ -109,7 +109,8 @@ impl Client {
                     .to_ascii_uppercase()
             })
             .collect();
-        client.pipelining = force_pipelining || keywords.iter().any(|k| k == "PIPELINING");
+        client.pipelining =
+            pipelining.unwrap_or_else(|| keywords.iter().any(|k| k == "PIPELINING"));
         client.starttls = keywords.iter().any(|k| k == "STARTTLS");
         client.smtputf8 = keywords.iter().any(|k| k == "SMTPUTF8");
         Ok(client)

@@ -2,11 +2,9 @@
 //! Maildir, an mbox file or `.eml` files (split and parsed by the `mail-parser`
 //! crate). Out: a [`Report`] per message ([`read`], pure): a delivery status
 //! notification (RFC 3464) with each recipient's status, a feedback report
-//! (RFC 5965, ARF) with its type, or unrecognised, with why. [`Matcher`] then finds
-//! the subscriber and issue it concerns: by the VERP address gazette sent from
-//! (`bounce+<token>@[smtp] bounce_domain`), the original Message-ID, the original's
-//! List-Unsubscribe token, or the failed address itself. Nothing is guessed: what
-//! matches no subscriber is reported.
+//! (RFC 5965, ARF) with its type, or unrecognised, with why. [`policy`] then finds
+//! the subscriber and issue it concerns ([`policy::match_report`]) and says what
+//! follows for them ([`policy::decide`]); the store records it.
 
 use std::path::Path;
 
@@ -14,6 +12,8 @@ use mail_parser::{Message, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 
 use crate::token::Signer;
+
+pub mod policy;
 
 /// One recipient's outcome in a delivery status notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub struct Report {
 
 fn header_text(m: &Message, name: &str) -> Option<String> {
     m.header_raw(name)
-        .map(crate::feed::clean_line)
+        .map(crate::text::clean_line)
         .filter(|v| !v.is_empty())
 }
 
@@ -133,7 +133,7 @@ pub fn read(raw: &[u8]) -> Report {
     };
     let subject = msg
         .subject()
-        .map(crate::feed::clean_line)
+        .map(crate::text::clean_line)
         .unwrap_or_default();
     let mut delivered_to: Vec<String> = ["To", "Delivered-To", "X-Original-To", "Envelope-To"]
         .iter()

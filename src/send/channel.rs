@@ -1,0 +1,300 @@
+//! How one worker hands messages over: into the file outbox, or over one SMTP
+//! connection to one relay (gazette's pipelining client on plain connections
+//! that need neither TLS nor a login, lettre's otherwise). In: an envelope and
+//! the message's bytes. Out: the server's reply, or a [`Failure`] classified for
+//! the retry policy (transient? the mailbox refused? the connection broken? the
+//! server asking us to slow down?).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+
+use super::smtp;
+use crate::config::{Config, Pipelining, SmtpServer, Transport};
+
+/// What a failed delivery means for the retry policy.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    pub(crate) reply: Option<String>,
+    /// Worth trying again later (4xx, network, timeout).
+    pub(crate) transient: bool,
+    /// The server refused the mailbox itself: the subscriber bounced.
+    pub(crate) bounce: bool,
+    /// The connection is unusable; reconnect before the next message.
+    pub(crate) broken: bool,
+    /// 421, or an enhanced code 4.7.x: the server wants fewer messages.
+    pub(crate) slow_down: bool,
+}
+
+impl Failure {
+    /// A server's refusal (or a failure reading its reply), classified.
+    fn from_reply(code: Option<u16>, text: String, permanent: bool, broken: bool) -> Failure {
+        Failure {
+            slow_down: code == Some(421) || text.contains(" 4.7.") || text.starts_with("4.7."),
+            reply: code.map(|c| format!("{c} {text}")),
+            bounce: permanent && code.is_some_and(|c| is_mailbox_refusal(c, &text)),
+            transient: !permanent,
+            broken,
+            message: text,
+        }
+    }
+
+    /// A transient failure on our side of the wire (no server reply).
+    fn local(message: String, broken: bool) -> Failure {
+        Failure {
+            message,
+            reply: None,
+            transient: true,
+            bounce: false,
+            broken,
+            slow_down: false,
+        }
+    }
+}
+
+/// Codes that say the mailbox is bad (not that we are, or the message is).
+fn is_mailbox_refusal(code: u16, text: &str) -> bool {
+    matches!(code, 550 | 551 | 553) || text.trim_start().starts_with("5.1.")
+}
+
+/// An open SMTP connection.
+pub(crate) enum Conn {
+    Lettre(Box<AsyncSmtpConnection>),
+    Fast(Box<smtp::Client>),
+}
+
+impl Conn {
+    fn has_broken(&self) -> bool {
+        match self {
+            Conn::Lettre(c) => c.has_broken(),
+            Conn::Fast(_) => false,
+        }
+    }
+}
+
+/// How the connection to a server is made.
+#[derive(Clone)]
+pub(crate) struct Dial {
+    server: SmtpServer,
+    require_tls: bool,
+    timeout: Duration,
+    pipelining: Pipelining,
+}
+
+pub(crate) enum Channel {
+    Outbox(PathBuf),
+    Smtp { dial: Dial, conn: Option<Conn> },
+}
+
+impl Channel {
+    /// The configured transport: the outbox (files into `outbox`) or `[smtp] url`.
+    pub(crate) fn new(config: &Config, outbox: &Path) -> Channel {
+        match &config.smtp.transport {
+            Transport::Outbox(_) => Channel::Outbox(outbox.to_path_buf()),
+            Transport::Smtp(server) => Channel::to_server(config, server),
+        }
+    }
+
+    /// One relay of several.
+    pub(crate) fn to_server(config: &Config, server: &SmtpServer) -> Channel {
+        Channel::Smtp {
+            dial: Dial {
+                server: server.clone(),
+                require_tls: config.smtp.require_tls,
+                timeout: Duration::from_secs(config.smtp.timeout_secs),
+                pipelining: config.smtp.pipelining,
+            },
+            conn: None,
+        }
+    }
+
+    /// Makes sure a connection is open; the error says why not.
+    pub(crate) async fn ready(&mut self) -> Result<(), String> {
+        let Channel::Smtp { dial, conn } = self else {
+            return Ok(());
+        };
+        if conn.as_ref().is_some_and(|c| !c.has_broken()) {
+            return Ok(());
+        }
+        *conn = None;
+        let c = tokio::time::timeout(dial.timeout, connect(dial))
+            .await
+            .map_err(|_| format!("no answer within {} s", dial.timeout.as_secs()))??;
+        *conn = Some(c);
+        Ok(())
+    }
+
+    /// Hands one message over; `name` is its file name in the outbox.
+    pub(crate) async fn deliver(
+        &mut self,
+        envelope: &Envelope,
+        bytes: &[u8],
+        name: &str,
+    ) -> Result<String, Failure> {
+        let (dial, conn) = match self {
+            Channel::Outbox(dir) => {
+                let path = dir.join(name);
+                crate::files::write_atomic(&path, bytes)
+                    .map_err(|e| Failure::local(format!("{:#}", anyhow::Error::new(e)), false))?;
+                return Ok(format!("written to {}", path.display()));
+            }
+            Channel::Smtp { dial, conn } => (dial, conn),
+        };
+        let outcome = match conn.as_mut() {
+            None => return Err(Failure::local("not connected".into(), true)),
+            Some(Conn::Fast(client)) => {
+                let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
+                let to = envelope
+                    .to()
+                    .first()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                client
+                    .send(&from, &to, bytes)
+                    .await
+                    .map(|reply| reply.to_string().replace('\n', " "))
+                    .map_err(|e| {
+                        Failure::from_reply(
+                            e.reply.as_ref().map(|r| r.code),
+                            e.message.replace('\n', " "),
+                            e.is_permanent(),
+                            e.broken,
+                        )
+                    })
+            }
+            Some(Conn::Lettre(c)) => {
+                match tokio::time::timeout(dial.timeout, c.send(envelope, bytes)).await {
+                    Err(_) => Err(Failure::local(
+                        format!("no reply within {} s", dial.timeout.as_secs()),
+                        true,
+                    )),
+                    Ok(Ok(response)) => Ok(format!(
+                        "{} {}",
+                        response.code(),
+                        response.message().collect::<Vec<_>>().join(" ")
+                    )),
+                    Ok(Err(e)) => {
+                        let code: Option<u16> =
+                            e.status().map(|s| s.to_string().parse().unwrap_or(0));
+                        Err(Failure::from_reply(
+                            code,
+                            e.to_string(),
+                            e.is_permanent(),
+                            c.has_broken(),
+                        ))
+                    }
+                }
+            }
+        };
+        if outcome.as_ref().is_err_and(|f| f.broken) {
+            *conn = None;
+        }
+        outcome
+    }
+
+    pub(crate) async fn close(&mut self) {
+        let two_seconds = Duration::from_secs(2);
+        match self {
+            Channel::Smtp {
+                conn: Some(Conn::Lettre(c)),
+                ..
+            } => {
+                let _ = tokio::time::timeout(two_seconds, c.quit()).await;
+            }
+            Channel::Smtp {
+                conn: Some(Conn::Fast(c)),
+                ..
+            } => {
+                let _ = tokio::time::timeout(two_seconds, c.quit()).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn connect(dial: &Dial) -> Result<Conn, String> {
+    let Dial {
+        server,
+        require_tls,
+        timeout,
+        pipelining,
+    } = dial;
+    let no_starttls = "the server does not offer STARTTLS and [smtp] require_tls is set";
+    // Plain, no login: gazette's own client, unless the server offers STARTTLS.
+    if !server.implicit_tls && server.user.is_none() {
+        let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let forced = match pipelining {
+            Pipelining::Auto => None,
+            Pipelining::Always => Some(true),
+            Pipelining::Never => Some(false),
+        };
+        let client = smtp::Client::connect(tcp, &super::lock::hello_name(), *timeout, forced)
+            .await
+            .map_err(|e| e.message)?;
+        if !client.starttls {
+            if *require_tls {
+                return Err(no_starttls.into());
+            }
+            return Ok(Conn::Fast(Box::new(client)));
+        }
+    }
+    let hello = ClientId::default();
+    let tls = || TlsParameters::new(server.host.clone()).map_err(|e| format!("TLS: {e}"));
+    let mut conn = if server.implicit_tls {
+        AsyncSmtpConnection::connect_tokio1(
+            (server.host.as_str(), server.port),
+            Some(*timeout),
+            &hello,
+            Some(tls()?),
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+    } else {
+        let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        // TCP_NODELAY, and a body leaves with its final dot: see `wire`.
+        let stream = super::wire::JoinedStream::new(tcp).map_err(|e| e.to_string())?;
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
+            .await
+            .map_err(|e| e.to_string())?;
+        if conn.can_starttls() {
+            conn.starttls(tls()?, &hello)
+                .await
+                .map_err(|e| format!("STARTTLS: {e}"))?;
+        } else if *require_tls {
+            return Err(no_starttls.into());
+        }
+        conn
+    };
+    if let Some(user) = &server.user {
+        let password = server
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default();
+        conn.auth(
+            &[Mechanism::Plain, Mechanism::Login],
+            &Credentials::new(user.clone(), password),
+        )
+        .await
+        .map_err(|e| format!("login as {user}: {e}"))?;
+    }
+    Ok(Conn::Lettre(Box::new(conn)))
+}
+
+/// How a server is named in messages: `host:port`, or "the outbox".
+pub(crate) fn server_label(server: Option<&SmtpServer>) -> String {
+    match server {
+        Some(s) => format!("{}:{}", s.host, s.port),
+        None => "the outbox".into(),
+    }
+}

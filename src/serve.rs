@@ -1,0 +1,155 @@
+//! `gazette serve`: starts the web routes of [`crate::web`] on a listener, runs
+//! the weekly [`crate::schedule`] beside them, and shuts both down cleanly. In:
+//! the config, a clock, a bound listener and a shutdown signal. Out: when the
+//! signal comes, the server stops taking requests, a running send finishes the
+//! deliveries in flight and records them, and this returns.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app;
+use crate::config::Config;
+use crate::schedule::{Action, Scheduler};
+use crate::store::Store;
+use crate::token::Signer;
+use crate::web::{router, AppState, Clock};
+use crate::week::IsoWeek;
+
+/// Whether a week's issue has gone out: its send finished with nothing pending.
+fn issue_finished(config: &Config, week: IsoWeek) -> bool {
+    Store::open(&config.database.path)
+        .and_then(|s| s.issue_finished(&week.to_string()))
+        .unwrap_or(false)
+}
+
+/// The fetch job: feeds, then the bounce mailbox if one is configured.
+async fn fetch_job(config: &Config, now: chrono::DateTime<chrono::Utc>) {
+    let result = async {
+        let mut store = app::open_store(config)?;
+        let reports = app::fetch(config, &mut store, now).await?;
+        app::summarize_fetch(&reports)
+    }
+    .await;
+    match result {
+        Ok(_) => tracing::info!(job = "fetch", "feeds fetched"),
+        Err(e) => tracing::error!(job = "fetch", "{e:#}"),
+    }
+    if let Some(maildir) = &config.bounces.maildir {
+        let result = app::open_store(config)
+            .and_then(|mut store| app::import_bounces(config, &mut store, maildir, now));
+        match result {
+            Ok(b) => tracing::info!(
+                job = "bounces",
+                "{}",
+                b.describe().lines().next().unwrap_or("")
+            ),
+            Err(e) => tracing::error!(job = "bounces", "{e:#}"),
+        }
+    }
+}
+
+/// The weekly job of `week`, logged.
+async fn send_job(
+    config: &Config,
+    week: IsoWeek,
+    now: chrono::DateTime<chrono::Utc>,
+    stop: Arc<AtomicBool>,
+) {
+    let progress: Arc<dyn crate::send::Progress> = Arc::new(crate::send::NoProgress);
+    match app::run_job(config, week, now, progress, stop).await {
+        Ok(outcome) => {
+            for line in outcome.lines {
+                tracing::info!(job = "send", %week, "{line}");
+            }
+            if let Some(e) = outcome.fetch_error {
+                tracing::error!(job = "send", %week, "{e:#}");
+            }
+        }
+        Err(e) => tracing::error!(job = "send", %week, "{e:#}"),
+    }
+}
+
+/// Runs the schedule until `shutdown` turns true; a send in progress is stopped
+/// cleanly (in-flight deliveries finished and recorded) through `stop`.
+async fn schedule_loop(
+    config: Config,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut scheduler = Scheduler::new(&config.schedule, config.newsletter.timezone);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let now = clock();
+        for action in scheduler.due(now, |w| issue_finished(&config, w)) {
+            match action {
+                Action::Fetch => fetch_job(&config, now).await,
+                Action::Send { week, scheduled_at } => {
+                    tracing::info!(job = "send", %week, scheduled_at = %scheduled_at, "weekly job starting");
+                    send_job(&config, week, now, stop.clone()).await;
+                }
+                Action::SkipStale {
+                    week,
+                    scheduled_at,
+                    late_by,
+                } => {
+                    tracing::warn!(
+                        job = "send", %week, scheduled_at = %scheduled_at,
+                        "skipped: the send was missed by {}, more than [schedule] max_lateness",
+                        humantime::format_duration(Duration::from_secs(late_by.as_secs()))
+                    );
+                }
+            }
+        }
+        let now = clock();
+        let wait = (scheduler.next_wakeup(now) - now)
+            .to_std()
+            .unwrap_or_default()
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// `gazette serve`: the web routes on `listener` and the schedule, until
+/// `shutdown` completes; then it stops taking requests, lets a running send finish
+/// the deliveries in flight and record them, and returns.
+pub async fn serve(
+    config: Config,
+    clock: Clock,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let configured = Signer::from_config(&config)?;
+    if configured.development {
+        tracing::warn!("GAZETTE_SECRET is not set: links are signed with the development secret (file outbox only)");
+    }
+    let state = Arc::new(AppState::new(
+        config.clone(),
+        configured.signer,
+        clock.clone(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(schedule_loop(config, clock, stop.clone(), rx));
+    tracing::info!(listen = %listener.local_addr()?, "serving");
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing deliveries in flight");
+        stop.store(true, Ordering::SeqCst);
+        let _ = tx.send(true);
+    })
+    .await?;
+    scheduler.await?;
+    Ok(())
+}

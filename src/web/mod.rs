@@ -1,0 +1,479 @@
+//! The routes and pages of `gazette serve` (axum; [`crate::serve`] starts them):
+//! one-click unsubscribe (RFC 8058), double opt-in subscribe, the public archive
+//! and its Atom feed, the editor's preview, and `/healthz`. In: HTTP requests and the [`Config`]. Out: pages, and
+//! changes to the subscriber list, each one transaction. Tokens in paths are
+//! verified in constant time; a bad one gets a page that says nothing about who is
+//! subscribed, and logs show tokens shortened, never whole.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::app;
+use crate::config::Config;
+use crate::digest;
+use crate::rank::Candidate;
+use crate::render::{self, Personal};
+use crate::store::{Added, Origin, Status, Store, UnsubscribeMethod};
+use crate::token::{self, Signer};
+use crate::week::IsoWeek;
+
+mod archive;
+mod preview;
+use archive::*;
+use preview::*;
+
+/// A clock the tests can set.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+pub struct AppState {
+    pub config: Config,
+    pub signer: Signer,
+    pub clock: Clock,
+    limiter: Mutex<RateLimiter>,
+    /// One connection for the server's requests: SQLite takes one writer at a
+    /// time anyway, and waiting on a mutex beats SQLite's sleeping busy handler.
+    store: Arc<Mutex<Option<Store>>>,
+}
+
+impl AppState {
+    pub fn new(config: Config, signer: Signer, clock: Clock) -> AppState {
+        AppState {
+            config,
+            signer,
+            clock,
+            limiter: Mutex::new(RateLimiter::default()),
+            store: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// Runs `f` on the server's connection (opened on first use), off the async
+    /// threads.
+    async fn db<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, Response> {
+        let path = self.config.database.path.clone();
+        let shared = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(Store::open(&path)?);
+            }
+            f(slot.as_mut().expect("opened above"))
+        })
+        .await
+        .map_err(|e| server_error(anyhow::anyhow!("{e}")))?
+        .map_err(server_error)
+    }
+}
+
+fn server_error(e: anyhow::Error) -> Response {
+    tracing::error!("{e:#}");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Html(
+            page(
+                "Something went wrong",
+                html! { p { "Please try again in a minute." } },
+            )
+            .into_string(),
+        ),
+    )
+        .into_response()
+}
+
+/// Sliding one-hour windows of events per key: client addresses for the form,
+/// target addresses for confirmation mails.
+#[derive(Default)]
+struct RateLimiter {
+    events: HashMap<String, VecDeque<Instant>>,
+}
+
+impl RateLimiter {
+    fn allow(&mut self, key: &str, per_hour: u32, now: Instant) -> bool {
+        let window = Duration::from_secs(3600);
+        if self.events.len() > 100_000 {
+            self.events
+                .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        let q = self.events.entry(key.to_string()).or_default();
+        while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            q.pop_front();
+        }
+        if q.len() >= per_hour as usize {
+            return false;
+        }
+        q.push_back(now);
+        true
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(archive))
+        .route("/healthz", get(healthz))
+        .route("/feed.xml", get(feed))
+        .route("/issues/{week}", get(issue_page))
+        .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
+        .route("/subscribe", axum::routing::post(subscribe))
+        .route("/confirm/{token}", get(confirm))
+        .route("/data/{token}", get(your_data))
+        .route("/preview", get(preview_now))
+        .route("/preview/{week}", get(preview_week))
+        .route("/preview/{week}/digest.html", get(preview_digest))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    tracing::info_span!("request", method = %req.method(), path = %redacted_path(req.uri().path()))
+                })
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .with_state(state)
+}
+
+/// A request path fit for logs: tokens shortened, never whole.
+pub fn redacted_path(path: &str) -> String {
+    for prefix in ["/u/", "/confirm/", "/data/"] {
+        if let Some(t) = path.strip_prefix(prefix) {
+            return format!("{prefix}{}", token::redact(t));
+        }
+    }
+    path.to_string()
+}
+
+const PAGE_CSS: &str = "body{margin:0;font:16px/1.5 -apple-system,Segoe UI,Arial,sans-serif;color:#1f2937;background:#eef1f5}\
+main{max-width:640px;margin:0 auto;padding:24px 16px;box-sizing:border-box}\
+h1{font:bold 26px/1.25 Georgia,serif;margin:0 0 16px}a{color:#0b4f9c}\
+.card{background:#fff;padding:20px;border-radius:6px;margin:0 0 16px}\
+button,input[type=submit]{font:inherit;font-weight:bold;min-height:44px;padding:10px 18px;border:0;border-radius:4px;background:#0b4f9c;color:#fff;cursor:pointer}\
+input[type=email],input[type=text]{font:inherit;min-height:44px;padding:8px;border:1px solid #9ca3af;border-radius:4px;width:100%;box-sizing:border-box;margin:0 0 10px}\
+ul{padding-left:20px}li{margin:6px 0}.muted{color:#4b5563;font-size:14px}\
+@media (prefers-color-scheme:dark){body{background:#0f141a;color:#eef1f5}.card{background:#1a2129}a{color:#8fc1ff}.muted{color:#c3cad3}}";
+
+fn page(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                meta name="robots" content="noindex";
+                title { (title) }
+                style { (PreEscaped(PAGE_CSS)) }
+            }
+            body { main { h1 { (title) } (body) } }
+        }
+    }
+}
+
+fn respond(status: StatusCode, title: &str, body: Markup) -> Response {
+    (status, Html(page(title, body).into_string())).into_response()
+}
+
+/// What a bad, forged or expired token gets: nothing about anyone.
+fn bad_link() -> Response {
+    respond(
+        StatusCode::BAD_REQUEST,
+        "This link does not work",
+        html! { p { "The link is incomplete or no longer valid. If you copied it, check that you copied all of it." } },
+    )
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.db(|s| Ok(s.user_version()?)).await {
+        Ok(v) => (StatusCode::OK, format!("ok, schema {v}\n")).into_response(),
+        Err(r) => r,
+    }
+}
+
+// ---------------------------------------------------------------- unsubscribe
+
+async fn unsubscribe_page(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Response {
+    let Some(id) = state.signer.verify_unsubscribe(&token) else {
+        return bad_link();
+    };
+    let subscriber = match state.db(move |s| Ok(s.subscriber(id)?)).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let name = state.config.newsletter.name.clone();
+    let already = subscriber
+        .as_ref()
+        .is_none_or(|s| s.status != Status::Active);
+    respond(
+        StatusCode::OK,
+        &format!("Unsubscribe from {name}"),
+        html! {
+            div class="card" {
+                @if let Some(s) = &subscriber {
+                    p { "Address: " strong { (s.email) } }
+                }
+                @if already {
+                    p { "This address is not receiving " (name) "." }
+                } @else {
+                    p { "You will get no more issues of " (name) " at this address." }
+                    form method="post" action={"/u/" (token)} {
+                        input type="hidden" name="confirm" value="page";
+                        button type="submit" { "Unsubscribe" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// POST of the List-Unsubscribe URL: with the body `List-Unsubscribe=One-Click`
+/// from a mailbox provider (RFC 8058), or from the page's button. Idempotent.
+async fn unsubscribe(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(id) = state.signer.verify_unsubscribe(&token) else {
+        return bad_link();
+    };
+    let one_click = String::from_utf8_lossy(&body).contains("List-Unsubscribe=One-Click");
+    let method = if one_click {
+        UnsubscribeMethod::OneClick
+    } else {
+        UnsubscribeMethod::Page
+    };
+    let now = state.now();
+    let changed = state
+        .db(move |s| {
+            Ok(match s.subscriber(id)? {
+                Some(sub) if sub.status != Status::Unsubscribed => {
+                    s.set_status(id, Status::Unsubscribed, Some(method), None, now)?
+                }
+                _ => false,
+            })
+        })
+        .await;
+    if let Err(r) = changed {
+        return r;
+    }
+    tracing::info!(token = %token::redact(&token), method = method.as_str(), "unsubscribed");
+    if one_click {
+        return (StatusCode::OK, "unsubscribed\n").into_response();
+    }
+    let name = state.config.newsletter.name.clone();
+    respond(
+        StatusCode::OK,
+        "You are unsubscribed",
+        html! { div class="card" { p { "You will get no more issues of " (name) ". Sorry to see you go." } } },
+    )
+}
+
+// ---------------------------------------------------------------- subscribe
+
+#[derive(Deserialize)]
+struct SubscribeForm {
+    email: String,
+    #[serde(default)]
+    name: String,
+}
+
+fn thanks() -> Response {
+    respond(
+        StatusCode::OK,
+        "Check your inbox",
+        html! { div class="card" { p { "If that address can subscribe, a message with a confirmation link is on its way. The subscription starts when you follow it." } } },
+    )
+}
+
+/// Double opt-in: the answer is the same whether or not the address is known;
+/// the mail goes out in the background so timing tells nothing either.
+async fn subscribe(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<SubscribeForm>,
+) -> Response {
+    let per_hour = state.config.server.subscribe_per_hour;
+    let allowed = state
+        .limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .allow(&format!("ip:{}", peer.ip()), per_hour, Instant::now());
+    if !allowed {
+        return respond(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            html! { p { "Please try again later." } },
+        );
+    }
+    let email = match app::valid_address(&form.email) {
+        Ok(e) => e,
+        Err(_) => {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                "That is not an email address",
+                html! { p { a href="/" { "Try again" } } },
+            )
+        }
+    };
+    // At most a few confirmation mails per address an hour, however many clients ask.
+    let mail_allowed = state
+        .limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .allow(&format!("to:{}", email.to_lowercase()), 3, Instant::now());
+    let name = Some(crate::text::clean_line(&form.name)).filter(|n| !n.is_empty());
+    let now = state.now();
+    let for_mail = email.clone();
+    let pending = state
+        .db(move |s| {
+            let added = s.add_subscriber(
+                &for_mail,
+                name.as_deref(),
+                Status::Pending,
+                Origin::OwnRequest,
+                now,
+            )?;
+            let id = match added {
+                Added::New(id) => Some(id),
+                // Active subscribers need nothing; everyone else confirms (again).
+                Added::Existing(_, Status::Active) | Added::Erased => None,
+                Added::Existing(id, _) => Some(id),
+            };
+            Ok(id)
+        })
+        .await;
+    let id = match pending {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    if let (Some(id), true) = (id, mail_allowed) {
+        let expires = now.timestamp() + i64::from(state.config.server.confirm_hours) * 3600;
+        let token = state.signer.confirm_token(id, &email, expires);
+        let link = format!("{}confirm/{token}", state.config.newsletter.base_url);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let m =
+                    crate::message::confirmation(&state.config, &email, &link, SystemTime::now())?;
+                crate::send::send_one(&state.config, &m, "confirmations").await?;
+                anyhow::Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::error!(subscriber = id, "confirmation mail not sent: {e:#}");
+            }
+        });
+    }
+    thanks()
+}
+
+async fn confirm(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+    let now = state.now();
+    let signer = state.signer.clone();
+    let outcome = state
+        .db(move |s| {
+            let email_of = |id: i64| s.subscriber(id).ok().flatten().map(|x| x.email);
+            let Some((id, expires)) = signer.verify_confirm(&token, email_of) else {
+                return Ok(false);
+            };
+            if expires < now.timestamp() {
+                return Ok(false);
+            }
+            // Their own confirmed request also lifts an erasure's suppression.
+            s.confirm_subscriber(id, now)?;
+            Ok(true)
+        })
+        .await;
+    match outcome {
+        Ok(true) => {
+            let name = state.config.newsletter.name.clone();
+            respond(
+                StatusCode::OK,
+                "You are subscribed",
+                html! { div class="card" { p { "Welcome to " (name) ". The next issue will reach you on its day." } } },
+            )
+        }
+        Ok(false) => bad_link(),
+        Err(r) => r,
+    }
+}
+
+/// The "your data" link: everything held about the subscriber, as JSON.
+async fn your_data(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+    let Some(id) = state.signer.verify_data(&token) else {
+        return bad_link();
+    };
+    match state.db(move |s| Ok(s.export_subscriber(id)?)).await {
+        Ok(Some(data)) => (
+            [
+                (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "inline; filename=\"your-data.json\"",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            serde_json::to_string_pretty(&data).unwrap_or_default(),
+        )
+            .into_response(),
+        Ok(None) => respond(
+            StatusCode::NOT_FOUND,
+            "Nothing held",
+            html! { p { "We hold no data for this link: the address was removed or erased." } },
+        ),
+        Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_needs_loopback_or_the_token() {
+        let outside: IpAddr = "203.0.113.5".parse().unwrap();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(admin_allowed(local, None, None));
+        assert!(admin_allowed("::1".parse().unwrap(), None, None));
+        assert!(!admin_allowed(outside, None, None));
+        assert!(!admin_allowed(outside, None, Some("guess")));
+        assert!(admin_allowed(outside, Some("s3cret"), Some("s3cret")));
+        assert!(!admin_allowed(local, Some("s3cret"), None));
+        assert!(!admin_allowed(local, Some("s3cret"), Some("s3cre")));
+    }
+
+    #[test]
+    fn rate_limit_slides() {
+        let mut l = RateLimiter::default();
+        let t = Instant::now();
+        assert!(l.allow("a", 2, t));
+        assert!(l.allow("a", 2, t));
+        assert!(!l.allow("a", 2, t));
+        assert!(l.allow("b", 2, t));
+        assert!(l.allow("a", 2, t + Duration::from_secs(3601)));
+    }
+
+    #[test]
+    fn logs_never_hold_a_whole_token() {
+        assert_eq!(redacted_path("/u/12.abcdefghijklmnop"), "/u/12.abc…");
+        assert_eq!(redacted_path("/confirm/1.99.xyzxyzxyz"), "/confirm/1.99.x…");
+        assert_eq!(redacted_path("/issues/2026-W06"), "/issues/2026-W06");
+    }
+}

@@ -144,10 +144,17 @@ ALTER TABLE deliveries ADD COLUMN claimed_at_ms INTEGER;
 ALTER TABLE stories ADD COLUMN image_width INTEGER;
 ALTER TABLE stories ADD COLUMN image_height INTEGER;
 
+-- migration: 4
+-- A reader is sent the link a feed gave (appearances.link), never the canonical
+-- URL; a title gazette made from an untitled item's text is marked as such;
+-- comment counts from feeds (slash:comments, thr:total) are a signal.
+ALTER TABLE stories ADD COLUMN title_derived INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE appearances ADD COLUMN comments INTEGER;
+
 -- query: feed_upsert
 INSERT INTO feeds (url, name) VALUES (?1, ?2)
 ON CONFLICT (url) DO UPDATE SET name = excluded.name
-RETURNING id, etag, last_modified;
+RETURNING id, etag, last_modified, last_fetched_at;
 
 -- query: feed_record_fetch
 UPDATE feeds
@@ -162,15 +169,15 @@ SELECT story_id FROM appearances WHERE feed_id = ?1 AND guid = ?2;
 SELECT id FROM stories WHERE url = ?1;
 
 -- query: story_insert
-INSERT INTO stories (url, title, summary, image, published_at, published_estimated, first_seen_at, updated_at, image_width, image_height)
-VALUES (:url, :title, :summary, :image, :published_at, :estimated, :now, :now, :image_width, :image_height)
+INSERT INTO stories (url, title, summary, image, published_at, published_estimated, first_seen_at, updated_at, image_width, image_height, title_derived)
+VALUES (:url, :title, :summary, :image, :published_at, :estimated, :now, :now, :image_width, :image_height, :title_derived)
 RETURNING id;
 
 -- A feed's later version of an item refreshes the text; a date the feed gives
 -- replaces one we estimated from first sight, never the other way round.
 -- query: story_update
 UPDATE stories
-SET title = :title, summary = CASE WHEN :summary <> '' THEN :summary ELSE summary END,
+SET title = :title, title_derived = :title_derived, summary = CASE WHEN :summary <> '' THEN :summary ELSE summary END,
     image = coalesce(:image, image),
     image_width = CASE WHEN :image IS NOT NULL THEN :image_width ELSE image_width END,
     image_height = CASE WHEN :image IS NOT NULL THEN :image_height ELSE image_height END,
@@ -183,16 +190,19 @@ WHERE id = :id
        OR (:estimated = 0 AND (published_at <> :published_at OR published_estimated = 1)));
 
 -- query: appearance_upsert
-INSERT INTO appearances (story_id, feed_id, guid, link, categories, first_seen_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-ON CONFLICT (feed_id, guid) DO UPDATE SET link = excluded.link, categories = excluded.categories;
+INSERT INTO appearances (story_id, feed_id, guid, link, categories, first_seen_at, comments)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (feed_id, guid) DO UPDATE SET link = excluded.link, categories = excluded.categories,
+    comments = coalesce(excluded.comments, comments);
 
 -- query: stories_published_between
 SELECT s.id AS id, s.url AS url, s.title AS title, s.summary AS summary, s.image AS image,
        s.published_at AS published_at, s.published_estimated AS published_estimated,
        count(a.id) AS appearances, group_concat(DISTINCT coalesce(f.name, f.url)) AS sources,
        json_group_array(json(a.categories)) AS category_lists,
-       s.image_width AS image_width, s.image_height AS image_height
+       json_group_array(a.link) AS links, max(a.comments) AS comments,
+       s.image_width AS image_width, s.image_height AS image_height,
+       s.title_derived AS title_derived
 FROM stories s
 JOIN appearances a ON a.story_id = s.id
 JOIN feeds f ON f.id = a.feed_id
@@ -205,7 +215,9 @@ SELECT s.id AS id, s.url AS url, s.title AS title, s.summary AS summary, s.image
        s.published_at AS published_at, s.published_estimated AS published_estimated,
        count(a.id) AS appearances, group_concat(DISTINCT coalesce(f.name, f.url)) AS sources,
        json_group_array(json(a.categories)) AS category_lists,
-       s.image_width AS image_width, s.image_height AS image_height
+       json_group_array(a.link) AS links, max(a.comments) AS comments,
+       s.image_width AS image_width, s.image_height AS image_height,
+       s.title_derived AS title_derived
 FROM stories s
 JOIN appearances a ON a.story_id = s.id
 JOIN feeds f ON f.id = a.feed_id
@@ -318,8 +330,9 @@ UPDATE deliveries SET state = 'sent', smtp_reply = ?3, message_id = ?4, last_err
 WHERE issue_id = ?1 AND subscriber_id = ?2;
 
 -- query: delivery_retry
-UPDATE deliveries SET state = 'pending', last_error = ?3, smtp_reply = ?4, next_attempt_at = ?5, updated_at = ?6
-WHERE issue_id = ?1 AND subscriber_id = ?2;
+UPDATE deliveries SET state = 'pending', last_error = :error, smtp_reply = :reply,
+    next_attempt_at = :due, updated_at = :now
+WHERE issue_id = :issue AND subscriber_id = :subscriber;
 
 -- query: delivery_failed
 UPDATE deliveries SET state = 'failed', last_error = ?3, smtp_reply = ?4, updated_at = ?5
@@ -340,7 +353,7 @@ ORDER BY s.id LIMIT ?3;
 
 -- query: bounce_event_insert
 INSERT INTO bounce_events (report_key, subscriber_id, issue_id, kind, status, detail, at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+VALUES (:key, :subscriber, :issue, :kind, :status, :detail, :at)
 ON CONFLICT (report_key) DO NOTHING;
 
 -- Soft bounces of a subscriber, counted once per issue.

@@ -92,8 +92,8 @@ fn main() {
     let now = Utc.with_ymd_and_hms(2026, 2, 10, 0, 0, 0).unwrap();
     let t = Instant::now();
     for (i, p) in parsed.iter().enumerate() {
-        let (id, _) = store.feed(&format!("feed{i}"), None).unwrap();
-        store.store_items(id, &p.items, now).unwrap();
+        let id = store.feed(&format!("feed{i}"), None).unwrap().id;
+        store.store_items(id, &p.items, now, false).unwrap();
     }
     let stored = t.elapsed();
 

@@ -181,7 +181,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fetch => {
             let mut store = app::open_store(&config)?;
             let reports = runtime.block_on(app::fetch(&config, &mut store, now))?;
-            println!("{}", app::summarize_fetch(&reports)?);
+            let summary = app::summarize_fetch(&reports);
+            for line in &summary.lines {
+                println!("{line}");
+            }
+            if let Some(e) = summary.error() {
+                return Err(e);
+            }
         }
         Command::Build { week } => {
             let store = app::open_store(&config)?;
@@ -214,11 +220,7 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("{week}: {n} subscribers would receive it (dry run: nothing sent)");
                 return Ok(());
             }
-            let progress = if test.is_empty() {
-                progress(&config, week)?
-            } else {
-                Arc::new(send::NoProgress)
-            };
+            let progress = || progress(&config, week);
             let outcome = runtime.block_on(app::send(&config, week, now, &test, progress))?;
             for line in &outcome.lines {
                 println!("{line}");

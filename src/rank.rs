@@ -114,8 +114,18 @@ impl Verdict {
 /// One story (after folding near-duplicates) and what ranking made of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
+    /// The canonical URL: what pins and drops name.
     pub url: String,
+    /// The link a reader is sent (the feed's own); older digests lack it.
+    #[serde(default)]
+    pub link: String,
     pub title: String,
+    /// Made from the text of an untitled item.
+    #[serde(default)]
+    pub title_derived: bool,
+    /// Comments counted by the feeds, when they say.
+    #[serde(default)]
+    pub comments: Option<u64>,
     pub summary: String,
     pub image: Option<String>,
     /// Width and height of the image in pixels, when known.
@@ -499,7 +509,10 @@ fn merge(stories: &[Story], group: &[usize], views: &HashMap<String, u64>) -> Ca
     folded.sort();
     Candidate {
         url: rep.url.clone(),
+        link: rep.link.clone(),
         title: rep.title.clone(),
+        title_derived: rep.title_derived,
+        comments: members.iter().filter_map(|&i| stories[i].comments).max(),
         summary: rep.summary.clone(),
         image: rep.image.clone(),
         image_size: rep.image_size,
@@ -542,6 +555,16 @@ fn score_parts(
 }
 
 impl Candidate {
+    /// Where a reader goes: the feed's link, or (for a digest built before
+    /// links were kept) the canonical URL.
+    pub fn reader_link(&self) -> &str {
+        if self.link.is_empty() {
+            &self.url
+        } else {
+            &self.link
+        }
+    }
+
     /// The score spelled out: `2.41 = (1 + 0.50 repeated + 1.00 hot) × 0.96 age 0.3 d`.
     pub fn explain_score(&self, reference: DateTime<Utc>) -> String {
         let mut s = format!("{:.2} = (1", self.score);
@@ -573,7 +596,10 @@ mod tests {
         Story {
             id,
             url: url.into(),
+            link: url.into(),
             title: title.into(),
+            title_derived: false,
+            comments: None,
             summary: String::new(),
             image: None,
             image_size: None,

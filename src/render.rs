@@ -232,7 +232,7 @@ fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
         tr { td class="story" {
             @if lead {
                 @if let Some(img) = &c.image {
-                    a href=(c.url) {
+                    a href=(c.reader_link()) {
                         // Width and height keep the layout steady while the image
                         // loads, and Outlook needs the width; CSS lets it shrink.
                         @if let Some(height) = hero_height(c.image_size) {
@@ -244,7 +244,7 @@ fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
                 }
             }
             p class="kicker" dir="auto" { (kicker) }
-            h2 class="headline" dir="auto" { a href=(c.url) { (title) } }
+            h2 class="headline" dir="auto" { a href=(c.reader_link()) { (title) } }
             @if !summary.is_empty() {
                 p class="summary" dir="auto" { (summary) }
             }
@@ -253,11 +253,11 @@ fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
                 // Word renderer, which ignores padding on links, still shows it.
                 table role="presentation" cellpadding="0" cellspacing="0" border="0" {
                     tr { td class="button" bgcolor="#0b4f9c" {
-                        a class="button-link" href=(c.url) { "Read the story →" }
+                        a class="button-link" href=(c.reader_link()) { "Read the story →" }
                     } }
                 }
             } @else {
-                p class="more" { a href=(c.url) { "Read the story →" } }
+                p class="more" { a href=(c.reader_link()) { "Read the story →" } }
             }
         } }
     }
@@ -360,7 +360,7 @@ fn render_text(selection: &Selection, choices: &EditorChoices, ctx: &RenderConte
         }
     }
     for (i, c) in selection.picks.iter().enumerate() {
-        links.push(c.url.clone());
+        links.push(c.reader_link().to_string());
         let number = format!("{}. ", i + 1);
         let indent = " ".repeat(number.len());
         let head = wrap(

@@ -29,7 +29,11 @@ async fn fetch_job(config: &Config, now: chrono::DateTime<chrono::Utc>) {
     let result = async {
         let mut store = app::open_store(config)?;
         let reports = app::fetch(config, &mut store, now).await?;
-        app::summarize_fetch(&reports)
+        let summary = app::summarize_fetch(&reports);
+        match summary.error() {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
     }
     .await;
     match result {

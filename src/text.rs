@@ -45,3 +45,310 @@ mod tests {
         );
     }
 }
+
+// ---------------------------------------------------------------- prose from feed HTML
+
+/// Elements whose content is never prose: media, scripts, forms, footnote marks,
+/// captions (they describe a picture the email may not show).
+const NOT_PROSE: &[&str] = &[
+    "script",
+    "style",
+    "img",
+    "picture",
+    "video",
+    "audio",
+    "iframe",
+    "object",
+    "embed",
+    "svg",
+    "noscript",
+    "button",
+    "form",
+    "input",
+    "select",
+    "textarea",
+    "figcaption",
+    "sup",
+    "template",
+    "canvas",
+    "map",
+    "source",
+    "track",
+    "head",
+    "title",
+    "meta",
+    "link",
+];
+
+/// Elements that end a paragraph (or a line of a list, a table row…).
+const BLOCKS: &[&str] = &[
+    "p",
+    "div",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "pre",
+    "hr",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "aside",
+    "nav",
+    "figure",
+    "main",
+    "details",
+    "summary",
+    "address",
+    "center",
+];
+
+/// Feed HTML (a summary or an article) as paragraphs of plain prose: the text of
+/// links without their brackets or addresses, no image alt text, no quote or list
+/// markers, no tags, entities decoded once, white space folded. Paragraphs that
+/// are only boilerplate ("Continue reading…", "The post … appeared first on …",
+/// Reddit's "submitted by /u/… [link] [comments]") are left out.
+pub fn prose(html: &str) -> Prose {
+    let fragment = scraper::Html::parse_fragment(html);
+    let mut raw = Vec::new();
+    let mut current = String::new();
+    walk(fragment.tree.root(), &mut current, &mut raw);
+    flush(&mut current, &mut raw);
+    let mut prose = Prose::default();
+    for p in raw {
+        match strip_boilerplate(&p) {
+            Some(kept) => {
+                if kept != p {
+                    prose.boilerplate += 1;
+                }
+                prose.paragraphs.push(kept);
+            }
+            None => prose.boilerplate += 1,
+        }
+    }
+    prose
+}
+
+/// Feed HTML as prose: its paragraphs, and how many lost boilerplate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prose {
+    pub paragraphs: Vec<String>,
+    pub boilerplate: usize,
+}
+
+fn walk(node: ego_tree::NodeRef<'_, scraper::Node>, current: &mut String, out: &mut Vec<String>) {
+    for child in node.children() {
+        match child.value() {
+            scraper::Node::Text(t) => current.push_str(t),
+            scraper::Node::Element(e) => {
+                let name = e.name();
+                if NOT_PROSE.contains(&name) {
+                    continue;
+                }
+                let block = BLOCKS.contains(&name);
+                if block {
+                    flush(current, out);
+                }
+                walk(child, current, out);
+                if block {
+                    flush(current, out);
+                } else if matches!(name, "td" | "th" | "span" | "a") {
+                    current.push(' ');
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn flush(current: &mut String, out: &mut Vec<String>) {
+    let line = clean_line(&std::mem::take(current));
+    if !line.is_empty() {
+        out.push(line);
+    }
+}
+
+/// A paragraph without the boilerplate feeds add to it; `None` when nothing else
+/// is left.
+fn strip_boilerplate(paragraph: &str) -> Option<String> {
+    use std::sync::OnceLock;
+    static WHOLE: OnceLock<Vec<regex::Regex>> = OnceLock::new();
+    static TAIL: OnceLock<Vec<regex::Regex>> = OnceLock::new();
+    let whole = WHOLE.get_or_init(|| {
+        [
+            // Medium, WordPress themes, Substack, Ghost…
+            r"(?i)^(continue|keep) reading\b.*$",
+            r"(?i)^read (more|on|the (full|rest)( of the)? (story|article|post|piece))\b.*$",
+            r"(?i)^(view|see) (the )?(full|original) (story|article|post)\b.*$",
+            r"(?i)^the post .{1,300} appeared first on .{1,200}$",
+            r"(?i)^(this|the) (article|entry|post) .{0,80}(was )?(originally )?(published|appeared) (on|at|first) .{1,200}$",
+            r"(?i)^(submitted by|posted by) /?u/.*$",
+            r"(?i)^\[?(link|comments|permalink|∞ permalink|read more[^\]]*)\]?$",
+            r"(?i)^(∞|#|permalink|share|tweet|comments?( \(\d+\))?|\d+ comments?)$",
+            r"(?i)^related( posts| articles| stories)?:?$",
+            r"^[\s\[\]\(\)…\.»›→|·•-]*$",
+        ]
+        .iter()
+        .map(|p| regex::Regex::new(p).expect("static pattern"))
+        .collect()
+    });
+    let tail = TAIL.get_or_init(|| {
+        [
+            r"(?i)\s*submitted by\s+/?u/\S+.*$",
+            r"(?i)\s*\[(link|comments)\](\s*\[(link|comments)\])*\s*$",
+            r"(?i)\s*\[?(continue reading|read more|keep reading)[^\]]{0,80}\]?\s*[»›→…\.]*\s*$",
+            r"(?i)\s*the post .{1,300} appeared first on .{1,200}$",
+            r"(?i)\s*\((more|read more)…?\)\s*$",
+            r"\s*\[(…|\.\.\.|&hellip;)\]\s*$",
+        ]
+        .iter()
+        .map(|p| regex::Regex::new(p).expect("static pattern"))
+        .collect()
+    });
+    let mut text = paragraph.trim().to_string();
+    // Quote and list markers written as text.
+    while let Some(rest) = text
+        .strip_prefix("> ")
+        .or_else(|| text.strip_prefix("* "))
+        .or_else(|| text.strip_prefix("• "))
+        .or_else(|| text.strip_prefix("- "))
+    {
+        text = rest.trim_start().to_string();
+    }
+    for pattern in tail {
+        text = pattern.replace(&text, "").trim_end().to_string();
+    }
+    if text.is_empty() || whole.iter().any(|p| p.is_match(&text)) {
+        return None;
+    }
+    Some(text)
+}
+
+/// Cuts prose to at most `max` characters: at the end of the last sentence that
+/// fits, when one ends past a third of `max`; else at a word, with "…".
+pub fn cut_summary(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let fits: String = text.chars().take(max).collect();
+    let next = text.chars().nth(max);
+    // A sentence ends at . ! ? (or their CJK forms) before a space or the end.
+    let mut best = None;
+    let chars: Vec<(usize, char)> = fits.char_indices().collect();
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        if !matches!(c, '.' | '!' | '?' | '。' | '！' | '？') {
+            continue;
+        }
+        let after = chars.get(k + 1).map(|x| x.1).or(next);
+        let cjk = matches!(c, '。' | '！' | '？');
+        let ends = cjk || after.is_none_or(|a| a.is_whitespace() || a == '"' || a == '”');
+        // "U.S." and "Mr." are not ends: a one- or two-letter word before the dot.
+        let word: String = fits[..i]
+            .chars()
+            .rev()
+            .take_while(|ch| ch.is_alphanumeric())
+            .collect();
+        let abbreviation =
+            c == '.' && word.chars().count() <= 2 && word.chars().all(char::is_alphabetic);
+        if ends && !abbreviation {
+            best = Some(i + c.len_utf8());
+        }
+    }
+    if let Some(end) = best.filter(|&e| fits[..e].chars().count() > max / 3) {
+        return fits[..end].trim_end().to_string();
+    }
+    let cut = match fits.rfind(char::is_whitespace) {
+        Some(i) if i > max / 2 => &fits[..i],
+        _ => &fits[..],
+    };
+    format!(
+        "{}…",
+        cut.trim_end_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation())
+    )
+}
+
+/// A title from the first sentence of an untitled item's text, at most about
+/// ten words.
+pub fn derived_title(text: &str) -> Option<String> {
+    let first = cut_summary(text, 120);
+    let words: Vec<&str> = first.split_whitespace().collect();
+    if words.is_empty() {
+        return None;
+    }
+    Some(if words.len() > 12 {
+        format!(
+            "{}…",
+            words[..10]
+                .join(" ")
+                .trim_end_matches(|c: char| c.is_ascii_punctuation())
+        )
+    } else {
+        words.join(" ")
+    })
+}
+
+#[cfg(test)]
+mod prose_tests {
+    use super::*;
+
+    #[test]
+    fn links_keep_their_words_and_images_lose_their_alt_text() {
+        let p = prose(
+            r#"<p><img src="x.jpg" alt="A photo of Relay"><a href="https://relay.fm">Relay</a> FM has created <b>a new show</b>.</p><blockquote><p>Quoted words.</p></blockquote><ul><li>one</li><li>two</li></ul>"#,
+        );
+        assert_eq!(
+            p.paragraphs,
+            [
+                "Relay FM has created a new show.",
+                "Quoted words.",
+                "one",
+                "two"
+            ]
+        );
+    }
+
+    #[test]
+    fn boilerplate_families_are_removed() {
+        let cases = [
+            ("<p>Real text.</p><p><a href=\"https://medium.com/x\">Continue reading on Medium »</a></p>", "Real text."),
+            ("<p>Real text.</p><p>The post <a href=\"#\">Hello</a> appeared first on <a href=\"#\">My Blog</a>.</p>", "Real text."),
+            ("Real text. [&#8230;]", "Real text."),
+            ("<div>Real text.</div> &#32; submitted by &#32; <a href=\"https://www.reddit.com/user/x\"> /u/x </a> <br/> <span><a href=\"#\">[link]</a></span> &#32; <span><a href=\"#\">[comments]</a></span>", "Real text."),
+            ("<p>Real text.</p><p><a href=\"#\">[Read More Here →]</a></p>", "Real text."),
+            ("<p>Real text.</p><p><a href=\"#\">∞ Permalink</a></p>", "Real text."),
+            ("&gt; quoted line", "quoted line"),
+        ];
+        for (html, want) in cases {
+            assert_eq!(prose(html).paragraphs.join(" "), want, "{html}");
+        }
+    }
+
+    #[test]
+    fn summaries_end_at_a_sentence_when_one_fits() {
+        let text = "The central bank held rates. Analysts expected a cut of fifty basis points after the inflation print last month.";
+        assert_eq!(cut_summary(text, 60), "The central bank held rates.");
+        assert_eq!(
+            cut_summary(
+                "The U.S. dollar rose against every currency we track this week and more",
+                40
+            ),
+            "The U.S. dollar rose against every…"
+        );
+        assert_eq!(cut_summary("short", 40), "short");
+    }
+}

@@ -146,9 +146,15 @@ fn untrusted_feed_text_is_escaped_and_other_scripts_survive() {
         !html.contains("<script"),
         "a feed's script reached the HTML"
     );
+    // Markup written into a title is markup, not words: its tags are dropped
+    // (never shown raw, never run), the words around them kept.
     assert!(
-        html.contains("&lt;script&gt;alert(\"x\")&lt;/script&gt;")
-            || html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;")
+        html.contains("Wallet app reaches a million users"),
+        "the title lost its tags"
+    );
+    assert!(
+        !html.contains("&lt;script"),
+        "a title's tags were shown as text"
     );
     assert!(
         !html.contains("onerror"),
@@ -191,11 +197,28 @@ fn the_sample_issue_holds_each_seed_story_once() {
     for p in picks {
         let url = p["url"].as_str().unwrap();
         assert_eq!(p["appearances"], 2, "{url} is listed twice on the page");
+        // The reader gets a link the feed gave (the clean one, not the Hot
+        // list's tracking variant), never one gazette rewrote.
+        let link = p["link"].as_str().unwrap();
+        assert!(!link.contains("utm_"), "{link}");
+        assert!(
+            std::fs::read_to_string(site.path("sample/fintech-news.xml"))
+                .unwrap()
+                .contains(&format!("<link>{link}</link>")),
+            "{link} is not a link of the feed"
+        );
         // Headline link and "Read the story" link: two links per story, no more.
-        assert_eq!(html.matches(&format!("href=\"{url}\"")).count(), 2, "{url}");
+        assert_eq!(
+            html.matches(&format!("href=\"{link}\"")).count(),
+            2,
+            "{link}"
+        );
     }
     let text = std::fs::read_to_string(site.path("digests/2026-W06/digest.txt")).unwrap();
-    assert!(text.contains("[9] https://fintech-news.example/"));
+    assert!(
+        text.contains("[9] https://www.fintech-news.example/"),
+        "{text}"
+    );
     // The sample subscribers each get one message in the file outbox.
     let outbox: Vec<_> = std::fs::read_dir(site.path("digests/2026-W06/outbox"))
         .unwrap()

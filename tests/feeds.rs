@@ -89,6 +89,18 @@ fn broken_and_unreachable_feeds_are_named_and_the_rest_stored() {
     assert!(err.contains("feed broken.xml: not a feed"), "{err}");
     assert!(err.contains("feed feed.xml: unreachable"), "{err}");
     assert!(err.contains("feed missing.xml: HTTP status 404"), "{err}");
+    // The good feed still says what it stored, one line, even though others failed.
+    let out_text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out_text
+            .lines()
+            .any(|l| l.contains("items,") && l.contains("new,") && l.contains("skipped")),
+        "{out_text}"
+    );
+    assert!(
+        out_text.contains("missing.xml: FAILED: HTTP status 404"),
+        "{out_text}"
+    );
     let (start, end) = (
         "2026-01-01T00:00:00Z".parse().unwrap(),
         "2026-03-01T00:00:00Z".parse().unwrap(),

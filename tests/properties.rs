@@ -38,6 +38,9 @@ fn build_stories(raw: &[RawStory]) -> Vec<Story> {
             |(i, (words, hour, appearances, topic, hot, source))| Story {
                 id: i as i64,
                 url: format!("https://s{source}.test/story/{i}"),
+                link: format!("https://s{source}.test/story/{i}"),
+                title_derived: false,
+                comments: None,
                 title: words
                     .iter()
                     .map(|w| WORDS[*w])

@@ -20,6 +20,9 @@ fn story(
     Story {
         id,
         url: format!("https://news.test/{slug}"),
+        link: format!("https://news.test/{slug}"),
+        title_derived: false,
+        comments: None,
         title: title.into(),
         summary: summary.into(),
         image: (id == 1).then(|| "https://news.test/img/lead.jpg".to_string()),

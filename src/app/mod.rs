@@ -33,8 +33,8 @@ pub use subscribers::*;
 /// set, imports that file once.
 pub fn open_store(config: &Config) -> Result<Store> {
     let fresh = !config.database.path.exists();
-    let mut store = Store::open(&config.database.path)
-        .with_context(|| format!("opening database {}", config.database.path.display()))?;
+    // The store's errors name the file already.
+    let mut store = Store::open(&config.database.path)?;
     if fresh {
         if let Some(seed) = &config.database.seed_subscribers {
             let report = import_subscribers(&mut store, seed, Utc::now())?;
@@ -85,10 +85,12 @@ pub async fn fetch(
     let client = feed::http_client(&limits);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, source) in config.feeds.iter().enumerate() {
-        let (feed_id, validators) = store.feed(&source.url, source.name.as_deref())?;
+        let state = store.feed(&source.url, source.name.as_deref())?;
+        let (feed_id, first_fetch) = (state.id, !state.fetched_before);
         let (client, source, limits) = (client.clone(), source.clone(), limits.clone());
+        let zone = config.newsletter.timezone;
         tasks.spawn(async move {
-            let fetched = feed::fetch(&client, &source, &validators, &limits).await;
+            let fetched = feed::fetch(&client, &source, &state.validators, &limits).await;
             let parsed = match fetched {
                 Ok(Fetched::Body {
                     bytes,
@@ -99,25 +101,29 @@ pub async fn fetch(
                         crate::config::FeedLocation::Http(u) => Some(u.to_string()),
                         crate::config::FeedLocation::File(_) => None,
                     };
-                    feed::parse(&bytes, base.as_deref()).map(|p| Some((p, etag, last_modified)))
+                    let options = feed::ParseOptions {
+                        base: base.as_deref(),
+                        zone,
+                    };
+                    feed::parse_with(&bytes, &options).map(|p| Some((p, etag, last_modified)))
                 }
                 Ok(Fetched::NotModified) => Ok(None),
                 Err(e) => Err(e),
             };
-            (i, feed_id, parsed)
+            (i, feed_id, first_fetch, parsed)
         });
     }
     let mut results = Vec::new();
     while let Some(r) = tasks.join_next().await {
         results.push(r.context("a feed task panicked")?);
     }
-    results.sort_by_key(|(i, _, _)| *i);
+    results.sort_by_key(|(i, _, _, _)| *i);
     let mut reports = Vec::new();
-    for (i, feed_id, parsed) in results {
+    for (i, feed_id, first_fetch, parsed) in results {
         let source = &config.feeds[i];
         let outcome = match parsed {
             Ok(Some((parsed, etag, last_modified))) => {
-                let counts = store.store_items(feed_id, &parsed.items, now)?;
+                let counts = store.store_items(feed_id, &parsed.items, now, first_fetch)?;
                 store.record_fetch(
                     feed_id,
                     etag.as_deref(),
@@ -148,38 +154,65 @@ pub async fn fetch(
     Ok(reports)
 }
 
-/// Prints fetch reports; fails (naming every broken feed) if any feed failed.
-pub fn summarize_fetch(reports: &[FeedReport]) -> Result<String> {
-    let mut lines = Vec::new();
-    let mut failures = Vec::new();
+/// What a fetch came to, one line per feed (failures included, named), and how
+/// many failed.
+#[derive(Debug, Default)]
+pub struct FetchSummary {
+    pub lines: Vec<String>,
+    /// `feed NAME: why`, one per failed feed.
+    pub failures: Vec<String>,
+    pub failed: usize,
+    pub total: usize,
+}
+
+impl FetchSummary {
+    /// The error a fetch with failures ends in (exit 1): the feeds are named.
+    pub fn error(&self) -> Option<anyhow::Error> {
+        (self.failed > 0).then(|| {
+            anyhow::anyhow!(
+                "{} of {} feeds failed (the others were stored):\n{}",
+                self.failed,
+                self.total,
+                self.failures.join("\n")
+            )
+        })
+    }
+}
+
+/// One line per feed, every time: items, new, updated, skipped (each skipped
+/// item named with why), or why it failed.
+pub fn summarize_fetch(reports: &[FeedReport]) -> FetchSummary {
+    let mut summary = FetchSummary {
+        total: reports.len(),
+        ..FetchSummary::default()
+    };
     for r in reports {
         match &r.outcome {
-            Ok(FeedOutcome::NotModified) => lines.push(format!("{}: not modified", r.feed)),
+            Ok(FeedOutcome::NotModified) => summary.lines.push(format!("{}: not modified", r.feed)),
             Ok(FeedOutcome::Stored {
                 items,
                 counts,
                 skipped,
             }) => {
-                lines.push(format!(
-                    "{}: {items} items, {} new, {} updated",
-                    r.feed, counts.new, counts.updated
+                summary.lines.push(format!(
+                    "{}: {items} items, {} new, {} updated, {} skipped",
+                    r.feed,
+                    counts.new,
+                    counts.updated,
+                    skipped.len()
                 ));
                 for s in skipped {
-                    lines.push(format!("{}: skipped {s}", r.feed));
+                    summary.lines.push(format!("{}: skipped {s}", r.feed));
                 }
             }
-            Err(e) => failures.push(format!("feed {}: {e}", r.feed)),
+            Err(e) => {
+                summary.failed += 1;
+                summary.lines.push(format!("{}: FAILED: {e}", r.feed));
+                summary.failures.push(format!("feed {}: {e}", r.feed));
+            }
         }
     }
-    if !failures.is_empty() {
-        bail!(
-            "{} of {} feeds failed (the others were stored):\n{}",
-            failures.len(),
-            reports.len(),
-            failures.join("\n")
-        );
-    }
-    Ok(lines.join("\n"))
+    summary
 }
 
 /// Reads a `url,views` CSV; errors name the file and line.

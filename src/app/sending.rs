@@ -44,7 +44,7 @@ pub async fn run_job(
 ) -> Result<RunOutcome> {
     let mut store = open_store(config)?;
     let reports = fetch(config, &mut store, now).await?;
-    let fetch_error = summarize_fetch(&reports).err();
+    let fetch_error = summarize_fetch(&reports).error();
     let mut lines = Vec::new();
     let issue = if send_started(&store, week)? {
         built_issue(config, &store, week, now)?
@@ -96,7 +96,7 @@ pub async fn send(
     week: IsoWeek,
     now: DateTime<Utc>,
     test: &[String],
-    progress: std::sync::Arc<dyn crate::send::Progress>,
+    progress: impl FnOnce() -> Result<std::sync::Arc<dyn crate::send::Progress>>,
 ) -> Result<RunOutcome> {
     let store = open_store(config)?;
     let issue = built_issue(config, &store, week, now)?;
@@ -117,8 +117,11 @@ pub async fn send(
             summary: None,
         });
     }
+    // The progress display (and its note about the secret) only once there is
+    // an issue to send.
     let summary =
-        crate::send::send_issue(config, issue, week, progress, std::sync::Arc::default()).await?;
+        crate::send::send_issue(config, issue, week, progress()?, std::sync::Arc::default())
+            .await?;
     Ok(RunOutcome {
         lines: vec![describe_send(&summary)],
         fetch_error: None,

@@ -77,6 +77,8 @@ pub fn import_subscribers(
     })?;
     let name_col = col("name");
     let mut report = ImportReport::default();
+    // (line, why) of every bad line, in file order once sorted.
+    let mut bad: Vec<(usize, String)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     // (line, address, name) of every good line, stored together below.
     let mut good: Vec<(usize, String, Option<String>)> = Vec::new();
@@ -85,14 +87,14 @@ pub fn import_subscribers(
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                report.bad.push(format!("{file}: line {line}: {e}"));
+                bad.push((line, e.to_string()));
                 continue;
             }
         };
         let email = match valid_address(record.get(email_col).unwrap_or("")) {
             Ok(e) => e,
             Err(reason) => {
-                report.bad.push(format!("{file}: line {line}: {reason}"));
+                bad.push((line, reason.to_string()));
                 continue;
             }
         };
@@ -115,23 +117,15 @@ pub fn import_subscribers(
         match added {
             Added::New(_) => report.added += 1,
             Added::Existing(..) => report.existing += 1,
-            Added::Erased => report
-                .bad
-                .push(format!("{file}: line {line}: {}", erased(email))),
+            Added::Erased => bad.push((*line, erased(email))),
         }
     }
-    report.bad.sort_by_key(|b| line_number(b));
+    bad.sort_by_key(|(line, _)| *line);
+    report.bad = bad
+        .into_iter()
+        .map(|(line, why)| format!("{file}: line {line}: {why}"))
+        .collect();
     Ok(report)
-}
-
-/// The line number in an import's "file: line N: …" message, for ordering.
-fn line_number(message: &str) -> usize {
-    message
-        .split(": line ")
-        .nth(1)
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 fn erased(email: &str) -> String {

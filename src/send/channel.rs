@@ -235,7 +235,7 @@ async fn connect(dial: &Dial) -> Result<Conn, String> {
             Pipelining::Always => Some(true),
             Pipelining::Never => Some(false),
         };
-        let client = smtp::Client::connect(tcp, &super::lock::hello_name(), *timeout, forced)
+        let client = smtp::Client::connect(tcp, &super::hostname(), *timeout, forced)
             .await
             .map_err(|e| e.message)?;
         if !client.starttls {

@@ -26,9 +26,21 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::SendError;
-use crate::store::{DueDelivery, LedgerCounts, LedgerWrite, Store};
+use crate::store::{DueDelivery, LedgerCounts, LedgerWrite, Store, StoreError};
 
-type Reply = oneshot::Sender<Result<bool, String>>;
+/// Why a ledger write did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    #[error("the ledger writer has stopped")]
+    Stopped,
+    #[error("the ledger writer panicked")]
+    Panicked,
+    /// The batch's commit failed; every write in it shares the error.
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+}
+
+type Reply = oneshot::Sender<Result<bool, LedgerError>>;
 
 /// A write for the writer thread, and who waits for its commit (`None`: nobody,
 /// a "sent" record made durable by the same worker's next claim).
@@ -41,7 +53,7 @@ pub(crate) struct Ledger {
     reader: Mutex<Store>,
     issue_id: i64,
     writer: Mutex<Option<mpsc::UnboundedSender<Op>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<Result<(), String>>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<Result<(), LedgerError>>>>,
 }
 
 /// The writer thread: a batch per commit, answers after the commit. `sent`
@@ -51,7 +63,7 @@ fn write_loop(
     issue_id: i64,
     mut rx: mpsc::UnboundedReceiver<Op>,
     sent: Arc<AtomicU64>,
-) -> Result<(), String> {
+) -> Result<(), LedgerError> {
     let mut batch: Vec<Op> = Vec::with_capacity(256);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -64,7 +76,7 @@ fn write_loop(
         let writes: Vec<&LedgerWrite> = batch.iter().map(|op| &op.write).collect();
         let outcome = store
             .ledger_apply(issue_id, &writes, Utc::now())
-            .map_err(|e| format!("{:#}", anyhow::Error::new(e)));
+            .map_err(|e| LedgerError::Store(Arc::new(e)));
         for (i, op) in batch.drain(..).enumerate() {
             let result = match &outcome {
                 Ok(took) => Ok(took[i]),
@@ -94,10 +106,7 @@ impl Ledger {
         let thread = std::thread::Builder::new()
             .name("gazette-ledger".into())
             .spawn(move || write_loop(writer_store, issue_id, rx, sent))
-            .map_err(|source| SendError::Io {
-                path: "the ledger writer thread".into(),
-                source,
-            })?;
+            .map_err(SendError::Spawn)?;
         Ok(Ledger {
             reader: Mutex::new(reader),
             issue_id,
@@ -115,7 +124,7 @@ impl Ledger {
         writer
             .as_ref()
             .and_then(|w| w.send(Op { write, done }).ok())
-            .ok_or_else(|| SendError::Ledger("the ledger writer has stopped".into()))
+            .ok_or(SendError::Ledger(LedgerError::Stopped))
     }
 
     /// Queues a write and waits for its commit; whether it took effect.
@@ -123,7 +132,7 @@ impl Ledger {
         let (done, rx) = oneshot::channel();
         self.queue(write, Some(done))?;
         rx.await
-            .map_err(|_| SendError::Ledger("the ledger writer has stopped".into()))?
+            .map_err(|_| SendError::Ledger(LedgerError::Stopped))?
             .map_err(SendError::Ledger)
     }
 
@@ -132,7 +141,7 @@ impl Ledger {
         self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             t.join()
-                .map_err(|_| SendError::Ledger("the ledger writer panicked".into()))?
+                .map_err(|_| SendError::Ledger(LedgerError::Panicked))?
                 .map_err(SendError::Ledger)?;
         }
         Ok(())

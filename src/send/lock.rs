@@ -7,24 +7,13 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use super::SendError;
+use super::{hostname, SendError};
 use crate::store::{LockHolder, Store};
 use crate::week::IsoWeek;
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
 
 /// This process, as a lock names it: `host:pid`.
 fn holder_name() -> String {
     format!("{}:{}", hostname(), std::process::id())
-}
-
-/// The name this machine says EHLO with.
-pub(crate) fn hello_name() -> String {
-    hostname()
 }
 
 /// Whether the process named by a lock holder is gone: on this host, by its pid;

@@ -43,8 +43,10 @@ use worker::{RelayState, Shared};
 pub enum SendError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("delivery ledger: {0}")]
-    Ledger(String),
+    #[error("delivery ledger")]
+    Ledger(#[source] ledger::LedgerError),
+    #[error("cannot start the ledger writer thread")]
+    Spawn(#[source] std::io::Error),
     #[error("issue {week} is being sent by {holder} (since {since}); wait for it to finish")]
     Locked {
         week: IsoWeek,
@@ -115,6 +117,13 @@ impl Progress for NoProgress {
     fn start(&self, _: u64) {}
     fn delivered(&self) {}
     fn finish(&self) {}
+}
+
+/// This machine's name: what a send lock names its holder by, and EHLO says.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Where the outbox of a week is.

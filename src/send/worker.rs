@@ -111,7 +111,11 @@ pub(crate) async fn produce(
             } else {
                 Duration::from_millis(20)
             };
-            tokio::time::sleep(wait).await;
+            // In steps, so a stop (SIGTERM) is not kept waiting for a retry.
+            let until = Instant::now() + wait;
+            while !shared.stopped() && Instant::now() < until {
+                tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(200))).await;
+            }
             after = 0;
             continue;
         }

@@ -5,7 +5,7 @@
 //! `bounce::policy`'s; this file stores what it decides.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{named_params, params, OptionalExtension};
 
 use super::subscribers::{set_status_in, Status, UnsubscribeMethod};
 use super::{sql, to_unix, Store, StoreError};
@@ -86,15 +86,15 @@ impl Store {
             let mut soft_counts = Vec::with_capacity(events.len());
             for e in events {
                 tx.prepare_cached(sql::BOUNCE_EVENT_INSERT)?
-                    .execute(params![
-                        e.key,
-                        e.subscriber_id,
-                        e.issue_id,
-                        e.kind.as_str(),
-                        e.status,
-                        e.detail,
-                        to_unix(now)
-                    ])?;
+                    .execute(named_params! {
+                        ":key": e.key,
+                        ":subscriber": e.subscriber_id,
+                        ":issue": e.issue_id,
+                        ":kind": e.kind.as_str(),
+                        ":status": e.status,
+                        ":detail": e.detail,
+                        ":at": to_unix(now),
+                    })?;
                 let soft: i64 = tx
                     .prepare_cached(sql::SOFT_BOUNCE_ISSUES)?
                     .query_row(params![e.subscriber_id], |r| r.get("issues"))?;

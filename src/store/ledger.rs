@@ -355,14 +355,15 @@ fn apply_in(
             reply,
             at: due,
         } => {
-            tx.prepare_cached(sql::DELIVERY_RETRY)?.execute(params![
-                issue_id,
-                subscriber_id,
-                error,
-                reply,
-                due,
-                at
-            ])?;
+            tx.prepare_cached(sql::DELIVERY_RETRY)?
+                .execute(named_params! {
+                    ":issue": issue_id,
+                    ":subscriber": subscriber_id,
+                    ":error": error,
+                    ":reply": reply,
+                    ":due": due,
+                    ":now": at,
+                })?;
             Ok(true)
         }
         LedgerWrite::Failed {

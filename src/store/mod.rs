@@ -100,7 +100,18 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(open_err)?;
         let mut store = Store { conn };
-        store.configure().map_err(open_err)?;
+        // Switching a new file to WAL takes an exclusive lock that SQLite's busy
+        // handler does not wait for (it would deadlock); another process doing
+        // the same at the same instant makes this one retry, briefly.
+        let mut tries = 0;
+        while let Err(e) = store.configure() {
+            let busy = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy);
+            tries += 1;
+            if !busy || tries >= 100 {
+                return Err(open_err(e));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         store.migrate(path)?;
         Ok(store)
     }
@@ -212,20 +223,24 @@ mod tests {
 
     #[test]
     fn two_openers_of_a_new_file_both_succeed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let (path, barrier) = (path.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    Store::open(&path).map(|s| s.user_version().unwrap())
+        // Many rounds: the race is between the openers' first statements.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.db");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&path).map(|s| s.user_version().unwrap())
+                    })
                 })
-            })
-            .collect();
-        for h in handles {
-            assert_eq!(h.join().unwrap().unwrap(), schema_version());
+                .collect();
+            for h in handles {
+                let version = h.join().unwrap();
+                assert_eq!(version.unwrap(), schema_version(), "round {round}");
+            }
         }
     }
 }

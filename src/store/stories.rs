@@ -15,8 +15,14 @@ use crate::feed::{FeedItem, Validators};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Story {
     pub id: i64,
+    /// The canonical URL: what recognises the story.
     pub url: String,
+    /// The link a reader is sent: one a feed gave, preferring one on the story's
+    /// own site and without tracking parameters.
+    pub link: String,
     pub title: String,
+    /// The feed gave no title; gazette made this one from the text.
+    pub title_derived: bool,
     pub summary: String,
     pub image: Option<String>,
     /// The image's width and height in pixels, when the feed gave them.
@@ -29,6 +35,17 @@ pub struct Story {
     /// Names of the feeds that listed it.
     pub sources: Vec<String>,
     pub categories: Vec<String>,
+    /// The most comments any feed counted for it.
+    pub comments: Option<u64>,
+}
+
+/// A configured feed as the store knows it.
+#[derive(Debug, Clone)]
+pub struct FeedState {
+    pub id: i64,
+    pub validators: Validators,
+    /// False on a feed's first fetch: what it lists then is its back catalogue.
+    pub fetched_before: bool,
 }
 
 /// What storing one feed's items did.
@@ -40,17 +57,19 @@ pub struct StoreCounts {
 }
 
 impl Store {
-    /// Registers a feed (or renames it); returns its id and remembered validators.
-    pub fn feed(&self, url: &str, name: Option<&str>) -> Result<(i64, Validators), StoreError> {
+    /// Registers a feed (or renames it); returns its id, remembered validators
+    /// and whether it was fetched before.
+    pub fn feed(&self, url: &str, name: Option<&str>) -> Result<FeedState, StoreError> {
         let mut stmt = self.conn.prepare_cached(sql::FEED_UPSERT)?;
         Ok(stmt.query_row(params![url, name], |r| {
-            Ok((
-                r.get("id")?,
-                Validators {
+            Ok(FeedState {
+                id: r.get("id")?,
+                validators: Validators {
                     etag: r.get("etag")?,
                     last_modified: r.get("last_modified")?,
                 },
-            ))
+                fetched_before: r.get::<_, Option<i64>>("last_fetched_at")?.is_some(),
+            })
         })?)
     }
 
@@ -76,13 +95,17 @@ impl Store {
 
     /// Stores one feed's items in one transaction. A story is the same story when
     /// the feed's guid or the canonical URL is the same; repeats add appearances.
+    /// An undated item counts from `now`, except on the feed's first fetch
+    /// (`first_fetch`): the back catalogue a feed lists then is not this week's
+    /// news, so it is dated at the epoch until the feed gives a date.
     pub fn store_items(
         &mut self,
         feed_id: i64,
         items: &[FeedItem],
         now: DateTime<Utc>,
+        first_fetch: bool,
     ) -> Result<StoreCounts, StoreError> {
-        self.in_transaction(|tx| store_items_in(tx, feed_id, items, now))
+        self.in_transaction(|tx| store_items_in(tx, feed_id, items, now, first_fetch))
     }
 
     /// Stories published in `[start, end)`.
@@ -133,6 +156,7 @@ fn store_items_in(
     feed_id: i64,
     items: &[FeedItem],
     now: DateTime<Utc>,
+    first_fetch: bool,
 ) -> Result<StoreCounts, StoreError> {
     let mut counts = StoreCounts::default();
     let now_s = to_unix(now);
@@ -150,6 +174,7 @@ fn store_items_in(
         };
         let (published, estimated) = match item.published {
             Some(t) => (to_unix(t), 0),
+            None if first_fetch => (0, 1),
             None => (now_s, 1),
         };
         let values = named_params! {
@@ -162,6 +187,7 @@ fn store_items_in(
             ":now": now_s,
             ":image_width": item.image_size.map(|s| s.0),
             ":image_height": item.image_size.map(|s| s.1),
+            ":title_derived": item.title_derived,
         };
         let story_id = match existing {
             Some(id) => {
@@ -186,7 +212,13 @@ fn store_items_in(
         };
         let categories = serde_json::to_string(&item.categories).expect("strings serialize");
         tx.prepare_cached(sql::APPEARANCE_UPSERT)?.execute(params![
-            story_id, feed_id, item.guid, item.link, categories, now_s
+            story_id,
+            feed_id,
+            item.guid,
+            item.link,
+            categories,
+            now_s,
+            item.comments.map(|c| c as i64)
         ])?;
     }
     Ok(counts)
@@ -207,10 +239,15 @@ fn story_from_row(r: &Row) -> rusqlite::Result<Story> {
         .map(|s| s.split(',').map(str::to_string).collect())
         .unwrap_or_default();
     sources.sort();
+    let url: String = r.get("url")?;
+    let links: Vec<String> =
+        serde_json::from_str(&r.get::<_, String>("links")?).unwrap_or_default();
     Ok(Story {
         id: r.get("id")?,
-        url: r.get("url")?,
+        link: reader_link(&url, links),
+        url,
         title: r.get("title")?,
+        title_derived: r.get::<_, i64>("title_derived")? != 0,
         summary: r.get("summary")?,
         image: r.get("image")?,
         image_size: r
@@ -221,7 +258,26 @@ fn story_from_row(r: &Row) -> rusqlite::Result<Story> {
         appearances: r.get::<_, i64>("appearances")? as u32,
         sources,
         categories,
+        comments: r
+            .get::<_, Option<i64>>("comments")?
+            .map(|c| c.max(0) as u64),
     })
+}
+
+/// Which of the links feeds gave for a story a reader is sent: one whose
+/// canonical form is the story's (its own site, not a redirector), then the
+/// shortest (tracking parameters are what makes the others longer), then the
+/// first seen. The canonical URL only when no feed gave a link at all.
+fn reader_link(url: &str, links: Vec<String>) -> String {
+    let own = |l: &String| {
+        crate::feed::canonical_url(l).is_some_and(|c| url.split('#').next() == Some(c.as_str()))
+    };
+    links
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, l)| (!own(l), l.len(), *i))
+        .map(|(_, l)| l.clone())
+        .unwrap_or_else(|| url.to_string())
 }
 
 #[cfg(test)]
@@ -235,11 +291,13 @@ mod tests {
             link: link.into(),
             url: crate::feed::canonical_url(link).unwrap(),
             title: title.into(),
+            title_derived: false,
             summary: String::new(),
             categories: vec!["Fintech".into()],
             image: None,
             image_size: None,
             published: Some(Utc.with_ymd_and_hms(2026, 2, 3, 0, 0, 0).unwrap()),
+            comments: None,
         }
     }
 
@@ -247,16 +305,16 @@ mod tests {
     fn refetch_never_duplicates_and_counts_appearances() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("t.db")).unwrap();
-        let (feed, _) = store.feed("f", None).unwrap();
+        let feed = store.feed("f", None).unwrap().id;
         let now = Utc.with_ymd_and_hms(2026, 2, 9, 0, 0, 0).unwrap();
         let items = vec![
             item("a", "https://x.example/a?utm_source=hot", "A"),
             item("a-topics", "https://www.x.example/a/", "A"),
             item("b", "https://x.example/b", "B"),
         ];
-        let c = store.store_items(feed, &items, now).unwrap();
+        let c = store.store_items(feed, &items, now, false).unwrap();
         assert_eq!(c.new, 2);
-        let c = store.store_items(feed, &items, now).unwrap();
+        let c = store.store_items(feed, &items, now, false).unwrap();
         assert_eq!(c.new, 0);
         let week = store
             .stories_between(now - chrono::Duration::days(7), now)

@@ -173,7 +173,7 @@ pub(super) async fn preview(
                 @for (i, c) in d.candidates.iter().enumerate() {
                     tr style="border-top:1px solid #d8dde4;vertical-align:top" {
                         td { @if c.verdict.is_in() { (i + 1) } @else { "–" } }
-                        td { a dir="auto" href=(c.url) { (c.title) } br; span class="muted" { (c.explain_score(d.week.bounds(state.config.newsletter.timezone).1.min(state.now()))) } }
+                        td { a dir="auto" href=(c.reader_link()) { (c.title) } br; span class="muted" { (c.explain_score(d.week.bounds(state.config.newsletter.timezone).1.min(state.now()))) } }
                         td align="right" { (format!("{:.2}", c.score)) }
                         td { (c.reason) }
                     }

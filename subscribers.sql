@@ -151,6 +151,18 @@ ALTER TABLE stories ADD COLUMN image_height INTEGER;
 ALTER TABLE stories ADD COLUMN title_derived INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE appearances ADD COLUMN comments INTEGER;
 
+-- What the site's own lists ([[signals.pages]]: "Hot this week", "Most read")
+-- linked to at each fetch: a story's place on a list is a signal of importance.
+CREATE TABLE listings (
+    page     TEXT NOT NULL,                 -- the page's url as configured
+    url      TEXT NOT NULL,                 -- a listed story's canonical URL
+    position INTEGER NOT NULL,              -- 1 is the top of the list
+    entries  INTEGER NOT NULL,              -- how many stories the list held
+    seen_at  INTEGER NOT NULL,
+    PRIMARY KEY (page, seen_at, url)
+) WITHOUT ROWID;
+CREATE INDEX listings_by_time ON listings(seen_at);
+
 -- query: feed_upsert
 INSERT INTO feeds (url, name) VALUES (?1, ?2)
 ON CONFLICT (url) DO UPDATE SET name = excluded.name
@@ -418,3 +430,18 @@ WHERE type = 'table' AND name IN ('subscribers', 'deliveries', 'issues', 'storie
 
 -- query: database_subscriber_count
 SELECT count(*) AS subscribers FROM subscribers;
+
+-- query: listing_insert
+INSERT INTO listings (page, url, position, entries, seen_at) VALUES (:page, :url, :position, :entries, :at)
+ON CONFLICT (page, seen_at, url) DO NOTHING;
+
+-- The best place each story had on each list seen in [start, end).
+-- query: listings_between
+SELECT page, url, min(position) AS position, max(entries) AS entries FROM listings
+WHERE seen_at >= ?1 AND seen_at < ?2
+GROUP BY page, url;
+
+-- Headlines of stories published in [start, end): a headline that comes back
+-- week after week is a recurring post.
+-- query: titles_published_between
+SELECT title FROM stories WHERE published_at >= ?1 AND published_at < ?2;

@@ -5,7 +5,6 @@
 //!
 //! Run: `cargo bench --bench rank_render`
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -119,7 +118,7 @@ fn main() {
     let t = Instant::now();
     let selection = rank::rank(
         &stories,
-        &HashMap::new(),
+        &rank::Signals::default(),
         &EditorChoices::default(),
         &settings,
         end,

@@ -46,6 +46,11 @@ enum Command {
     Init,
     /// Read every configured feed and store its stories.
     Fetch,
+    /// What gazette makes of each configured feed, without storing anything.
+    Feeds {
+        #[command(subcommand)]
+        command: FeedsCommand,
+    },
     /// Pick the week's top stories and write digests/<week>/.
     Build {
         /// An ISO week such as 2026-W06 (default: the last complete week).
@@ -136,6 +141,12 @@ enum SubscribersCommand {
 }
 
 #[derive(Subcommand)]
+enum FeedsCommand {
+    /// Items, dates, images, summaries, boilerplate removed and problems, per feed.
+    Check,
+}
+
+#[derive(Subcommand)]
 enum ViewsCommand {
     /// Import a `url,views` CSV file.
     Import { file: PathBuf },
@@ -199,6 +210,15 @@ fn run(cli: Cli) -> Result<()> {
             match app::rank_week(&config, &store, week, now)? {
                 Some(ranked) => print!("{}", app::explain(&ranked)),
                 None => println!("{week}: no stories were published that week"),
+            }
+        }
+        Command::Feeds {
+            command: FeedsCommand::Check,
+        } => {
+            let checks = runtime.block_on(app::check_feeds(&config));
+            print!("{}", app::describe_feed_checks(&checks));
+            if checks.iter().any(|c| c.outcome.is_err()) {
+                anyhow::bail!("some feeds could not be read (named above)");
             }
         }
         Command::Views {

@@ -81,13 +81,51 @@ pub struct ScoreParts {
     pub repetition: f64,
     pub sources: f64,
     pub hot: f64,
+    /// On one of the site's own lists ("Hot this week", "Most read").
+    #[serde(default)]
+    pub listed: f64,
     pub views: f64,
+    /// Comments, relative to the most-commented story of the week.
+    #[serde(default)]
+    pub comments: f64,
     pub decay: f64,
 }
 
 impl ScoreParts {
     pub fn total(&self) -> f64 {
-        (1.0 + self.repetition + self.sources + self.hot + self.views) * self.decay
+        (1.0 + self.repetition + self.sources + self.hot + self.listed + self.views + self.comments)
+            * self.decay
+    }
+}
+
+/// A story on one of the site's own lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listed {
+    /// The list's weight times its position's share: first place counts fully.
+    pub score: f64,
+    /// Where: `"#2 on https://site/ (.hot-this-week a)"`.
+    pub place: String,
+}
+
+/// What the site and its readers say about the week's stories, besides the
+/// feeds themselves.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// Page views by canonical URL.
+    pub views: HashMap<String, u64>,
+    /// Stories on the site's own lists, by canonical URL.
+    pub listed: HashMap<String, Listed>,
+    /// Normalised headlines of earlier weeks' stories: a headline seen again is a
+    /// recurring post (a sponsor slot, a weekly column), not news repeated.
+    pub recurring: BTreeSet<Vec<String>>,
+}
+
+impl Signals {
+    pub fn with_views(views: HashMap<String, u64>) -> Signals {
+        Signals {
+            views,
+            ..Signals::default()
+        }
     }
 }
 
@@ -139,6 +177,12 @@ pub struct Candidate {
     pub folded: Vec<String>,
     pub appearances: u32,
     pub views: u64,
+    /// Where the site lists it, when it does.
+    #[serde(default)]
+    pub listed: Option<Listed>,
+    /// Its headline ran in earlier weeks: no repetition boost.
+    #[serde(default)]
+    pub recurring: bool,
     pub score: f64,
     pub parts: ScoreParts,
     pub verdict: Verdict,
@@ -150,6 +194,9 @@ pub struct Candidate {
 pub struct Selection {
     pub picks: Vec<Candidate>,
     pub others: Vec<Candidate>,
+    /// Which signals this week's stories had, in words: what the ranking rests on.
+    #[serde(default)]
+    pub signals: Vec<String>,
 }
 
 /// Category names (as whole words or phrases) that mean "the site thinks this matters".
@@ -240,12 +287,20 @@ impl UnionFind {
     }
 }
 
-/// Share of words (Jaccard) from which two headlines are the same story.
+/// Weighted share of words from which two headlines are the same story.
 const NEAR_DUPLICATE: f64 = 0.75;
 
-/// Groups stories that are the same story: identical headlines (after
-/// normalisation), or headlines sharing at least 75% of their words (Jaccard),
-/// when both have at least four words. Returns groups of indices, each sorted.
+/// Groups stories that are the same story. Always: the same canonical URL (the
+/// store has folded those already) or identical headlines after normalisation.
+/// Otherwise headlines fold only when what they share is distinctive: each word
+/// weighs `idf²` over the week's headlines (`idf = ln((N+1)/(df+1)) + 1`), and
+/// the shared weight must be at least 75% of the weight of all their words
+/// (both with four words or more). So twenty "Clima en ciudad de X hoy…" pages,
+/// whose only rare words are the cities that differ, stay twenty stories, while
+/// one story told by two feeds folds. Near-duplicates fold only across feeds
+/// (their sources are disjoint): a feed does not tell one story twice in other
+/// words, but it does publish series from one template.
+/// Returns groups of indices, each sorted.
 pub fn fold_duplicates(stories: &[Story]) -> Vec<Vec<usize>> {
     let words: Vec<BTreeSet<String>> = stories
         .iter()
@@ -265,38 +320,46 @@ pub fn fold_duplicates(stories: &[Story]) -> Vec<Vec<usize>> {
             }
         }
     }
-    // Near-duplicates: compare only stories that share a word that is not common.
     let mut index: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, w) in words.iter().enumerate() {
         for word in w {
             index.entry(word.as_str()).or_default().push(i);
         }
     }
+    let n = stories.len() as f64;
+    let weight: HashMap<&str, f64> = index
+        .iter()
+        .map(|(w, postings)| {
+            let idf = ((n + 1.0) / (postings.len() as f64 + 1.0)).ln() + 1.0;
+            (*w, idf * idf)
+        })
+        .collect();
+    // Compare only stories that share a word that is not common.
     let common = (stories.len() / 20).max(50);
     for (i, wi) in words.iter().enumerate() {
         if wi.len() < 4 {
             continue;
         }
-        let mut shared: HashMap<usize, usize> = HashMap::new();
+        let mut shared: BTreeSet<usize> = BTreeSet::new();
         for word in wi {
             let postings = &index[word.as_str()];
             if postings.len() > common {
                 continue;
             }
-            for &j in postings {
-                if j > i {
-                    *shared.entry(j).or_default() += 1;
-                }
-            }
+            shared.extend(postings.iter().copied().filter(|&j| j > i));
         }
-        for (j, _) in shared {
+        for j in shared {
             let wj = &words[j];
-            if wj.len() < 4 {
+            let disjoint = stories[i]
+                .sources
+                .iter()
+                .all(|s| !stories[j].sources.contains(s));
+            if wj.len() < 4 || !disjoint {
                 continue;
             }
-            let inter = wi.intersection(wj).count();
-            let union = wi.len() + wj.len() - inter;
-            if inter as f64 / union as f64 >= NEAR_DUPLICATE {
+            let both: f64 = wi.intersection(wj).map(|w| weight[w.as_str()]).sum();
+            let all: f64 = wi.union(wj).map(|w| weight[w.as_str()]).sum();
+            if all > 0.0 && both / all >= NEAR_DUPLICATE {
                 uf.union(i, j);
             }
         }
@@ -313,7 +376,7 @@ pub fn fold_duplicates(stories: &[Story]) -> Vec<Vec<usize>> {
 /// another week; `reference` is the instant ages are measured at.
 pub fn rank(
     stories: &[Story],
-    views: &HashMap<String, u64>,
+    signals: &Signals,
     choices: &EditorChoices,
     settings: &RankSettings,
     reference: DateTime<Utc>,
@@ -337,11 +400,30 @@ pub fn rank(
 
     let mut candidates: Vec<Candidate> = fold_duplicates(stories)
         .into_iter()
-        .map(|group| merge(stories, &group, views))
+        .map(|group| merge(stories, &group, signals))
         .collect();
     let max_views = candidates.iter().map(|c| c.views).max().unwrap_or(0);
+    let max_comments = candidates
+        .iter()
+        .filter_map(|c| c.comments)
+        .max()
+        .unwrap_or(0);
     for c in &mut candidates {
-        c.parts = score_parts(c, max_views, settings, reference);
+        c.parts = score_parts(c, max_views, max_comments, settings, reference, 1.0);
+    }
+    let week_signals = signals_present(&candidates);
+    // With nothing but age to go on, age must not decide alone: a weekly digest
+    // is not "the N most recent". Decay is then four times milder.
+    let half_life_factor = if week_signals.is_empty() { 4.0 } else { 1.0 };
+    for c in &mut candidates {
+        c.parts = score_parts(
+            c,
+            max_views,
+            max_comments,
+            settings,
+            reference,
+            half_life_factor,
+        );
         c.score = c.parts.total();
     }
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.url.cmp(&b.url)));
@@ -457,13 +539,24 @@ pub fn rank(
             );
         }
     }
-    Ok(Selection { picks, others })
+    Ok(Selection {
+        picks,
+        others,
+        signals: if week_signals.is_empty() {
+            vec![format!(
+                "no engagement signal this week (no repetition, second feed, hot category, site list, views or comments): ages decay four times more slowly (half-life {:.0} h)",
+                settings.half_life_hours * half_life_factor
+            )]
+        } else {
+            week_signals
+        },
+    })
 }
 
 /// One candidate from a group of duplicate stories: the representative is the
 /// most-listed, then the one with an image, a longer summary, the earlier date,
 /// the smaller URL.
-fn merge(stories: &[Story], group: &[usize], views: &HashMap<String, u64>) -> Candidate {
+fn merge(stories: &[Story], group: &[usize], signals: &Signals) -> Candidate {
     let best = *group
         .iter()
         .max_by(|&&a, &&b| {
@@ -500,13 +593,17 @@ fn merge(stories: &[Story], group: &[usize], views: &HashMap<String, u64>) -> Ca
             }
         }
         appearances += s.appearances;
-        total_views = total_views.saturating_add(views.get(&s.url).copied().unwrap_or(0));
+        total_views = total_views.saturating_add(signals.views.get(&s.url).copied().unwrap_or(0));
         published = published.min(s.published_at);
         if i != best {
             folded.push(s.url.clone());
         }
     }
     folded.sort();
+    let listed = members
+        .iter()
+        .filter_map(|&i| signals.listed.get(&stories[i].url))
+        .max_by(|a, b| a.score.total_cmp(&b.score));
     Candidate {
         url: rep.url.clone(),
         link: rep.link.clone(),
@@ -523,6 +620,8 @@ fn merge(stories: &[Story], group: &[usize], views: &HashMap<String, u64>) -> Ca
         folded,
         appearances,
         views: total_views,
+        listed: listed.cloned(),
+        recurring: signals.recurring.contains(&title_words(&rep.title)),
         score: 0.0,
         parts: ScoreParts::default(),
         verdict: Verdict::BelowCut,
@@ -530,27 +629,57 @@ fn merge(stories: &[Story], group: &[usize], views: &HashMap<String, u64>) -> Ca
     }
 }
 
+/// Which kinds of signal any of the week's candidates has, in words.
+fn signals_present(candidates: &[Candidate]) -> Vec<String> {
+    let count =
+        |f: &dyn Fn(&ScoreParts) -> f64| candidates.iter().filter(|c| f(&c.parts) > 0.0).count();
+    [
+        ("listed more than once", count(&|p| p.repetition)),
+        ("in more than one feed", count(&|p| p.sources)),
+        ("in a hot category", count(&|p| p.hot)),
+        ("on the site's own lists", count(&|p| p.listed)),
+        ("with page views", count(&|p| p.views)),
+        ("with comments", count(&|p| p.comments)),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{n} stories {what}"))
+    .collect()
+}
+
 fn score_parts(
     c: &Candidate,
     max_views: u64,
+    max_comments: u64,
     settings: &RankSettings,
     reference: DateTime<Utc>,
+    half_life_factor: f64,
 ) -> ScoreParts {
     let age_hours = ((reference - c.published_at).num_seconds().max(0)) as f64 / 3600.0;
+    let share = |n: u64, max: u64| {
+        if max > 0 {
+            (n as f64 / max as f64).sqrt()
+        } else {
+            0.0
+        }
+    };
     ScoreParts {
-        repetition: 0.5 * (c.appearances.saturating_sub(1).min(4)) as f64,
+        // A recurring post (a sponsor slot) repeats by design, not by importance.
+        repetition: if c.recurring {
+            0.0
+        } else {
+            0.5 * (c.appearances.saturating_sub(1).min(4)) as f64
+        },
         sources: 0.5 * (c.sources.len().saturating_sub(1).min(4)) as f64,
         hot: if c.categories.iter().any(|k| is_hot_category(k)) {
             1.0
         } else {
             0.0
         },
-        views: if max_views > 0 {
-            2.0 * (c.views as f64 / max_views as f64).sqrt()
-        } else {
-            0.0
-        },
-        decay: 0.5f64.powf(age_hours / settings.half_life_hours),
+        listed: c.listed.as_ref().map(|l| l.score).unwrap_or(0.0),
+        views: 2.0 * share(c.views, max_views),
+        comments: 1.5 * share(c.comments.unwrap_or(0), max_comments),
+        decay: 0.5f64.powf(age_hours / (settings.half_life_hours * half_life_factor)),
     }
 }
 
@@ -578,8 +707,28 @@ impl Candidate {
         if p.hot > 0.0 {
             s += &format!(" + {:.2} hot", p.hot);
         }
+        if p.listed > 0.0 {
+            s += &format!(
+                " + {:.2} listed {}",
+                p.listed,
+                self.listed
+                    .as_ref()
+                    .map(|l| l.place.as_str())
+                    .unwrap_or("by the site")
+            );
+        }
         if p.views > 0.0 {
             s += &format!(" + {:.2} {} views", p.views, self.views);
+        }
+        if p.comments > 0.0 {
+            s += &format!(
+                " + {:.2} {} comments",
+                p.comments,
+                self.comments.unwrap_or(0)
+            );
+        }
+        if self.recurring && self.appearances > 1 {
+            s += " (recurring headline: no repetition boost)";
         }
         let age_days = (reference - self.published_at).num_seconds().max(0) as f64 / 86400.0;
         s += &format!(") × {:.2} age {:.1} d", p.decay, age_days);
@@ -651,7 +800,7 @@ mod tests {
         ];
         let sel = rank(
             &stories,
-            &HashMap::new(),
+            &Signals::default(),
             &EditorChoices::default(),
             &settings(5),
             reference(),
@@ -690,8 +839,65 @@ mod tests {
                 &[],
             ),
         ];
+        let mut stories = stories;
+        stories[1].sources = vec!["Wire".into()];
         let groups = fold_duplicates(&stories);
         assert_eq!(groups, vec![vec![0, 1], vec![2]]);
+        // From one feed, two wordings are two stories.
+        stories[1].sources = vec!["Site".into()];
+        assert_eq!(fold_duplicates(&stories).len(), 3);
+    }
+
+    #[test]
+    fn a_templated_series_stays_apart_while_one_story_in_two_feeds_folds() {
+        let cities = [
+            "Catamarca",
+            "Salta",
+            "Córdoba",
+            "Mendoza",
+            "Tucumán",
+            "Neuquén",
+        ];
+        let mut stories: Vec<Story> = cities
+            .iter()
+            .enumerate()
+            .map(|(i, city)| {
+                story(
+                    i as i64,
+                    &format!("https://diario.example/clima/{i}"),
+                    &format!("Clima en ciudad de {city} hoy: cuál es el pronóstico del tiempo para el 7 de abril"),
+                    7,
+                    &[],
+                )
+            })
+            .collect();
+        let mut wire = |id: i64, url: &str, title: &str| {
+            let mut s = story(id, url, title, 7, &[]);
+            s.sources = vec!["Agencia".into()];
+            stories.push(s);
+        };
+        wire(
+            10,
+            "https://agencia.example/clima/rosario",
+            "Clima en ciudad de Rosario hoy: cuál es el pronóstico del tiempo para el 7 de abril",
+        );
+        wire(
+            11,
+            "https://agencia.example/bcra",
+            "Banco Central bajó la tasa de interés al 29% para reactivar el crédito",
+        );
+        stories.push(story(
+            12,
+            "https://diario.example/bcra",
+            "El Banco Central bajó la tasa de interés al 29% para reactivar el crédito",
+            7,
+            &[],
+        ));
+        let groups = fold_duplicates(&stories);
+        // Seven weather pages (six from one feed, one from the wire) stay seven;
+        // the rate cut, told by both feeds, is one story.
+        assert_eq!(groups.len(), 8, "{groups:?}");
+        assert!(groups.contains(&vec![7, 8]), "{groups:?}");
     }
 
     #[test]
@@ -717,7 +923,7 @@ mod tests {
         };
         let sel = rank(
             &stories,
-            &HashMap::new(),
+            &Signals::default(),
             &choices,
             &settings(4),
             reference(),
@@ -768,7 +974,7 @@ mod tests {
         };
         let a = rank(
             &stories,
-            &HashMap::new(),
+            &Signals::default(),
             &choices,
             &settings(3),
             reference(),
@@ -776,7 +982,7 @@ mod tests {
         .unwrap();
         let b = rank(
             &reversed,
-            &HashMap::new(),
+            &Signals::default(),
             &choices,
             &settings(3),
             reference(),
@@ -793,7 +999,14 @@ mod tests {
             pin: vec!["https://nowhere.example/x".into()],
             ..Default::default()
         };
-        let e = rank(&[], &HashMap::new(), &choices, &settings(3), reference()).unwrap_err();
+        let e = rank(
+            &[],
+            &Signals::default(),
+            &choices,
+            &settings(3),
+            reference(),
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             RankError::PinNotFound("https://nowhere.example/x".into())
@@ -822,7 +1035,7 @@ mod tests {
         ));
         let sel = rank(
             &stories,
-            &HashMap::new(),
+            &Signals::default(),
             &EditorChoices::default(),
             &settings(3),
             reference(),
@@ -832,7 +1045,7 @@ mod tests {
         assert_eq!(topics, vec!["Crypto", "Crypto", "Banking"]);
         let sel = rank(
             &stories,
-            &HashMap::new(),
+            &Signals::default(),
             &EditorChoices::default(),
             &settings(4),
             reference(),
@@ -849,7 +1062,7 @@ mod tests {
         ];
         let sel = rank(
             &stories,
-            &HashMap::new(),
+            &Signals::default(),
             &EditorChoices::default(),
             &settings(2),
             reference(),
@@ -859,7 +1072,7 @@ mod tests {
         let views = HashMap::from([("https://a.example/b".to_string(), 500u64)]);
         let sel = rank(
             &stories,
-            &views,
+            &Signals::with_views(views),
             &EditorChoices::default(),
             &settings(2),
             reference(),
@@ -871,7 +1084,7 @@ mod tests {
         let newer = story(4, "https://a.example/z", "Delta story words here", 8, &[]);
         let sel = rank(
             &[older, newer],
-            &HashMap::new(),
+            &Signals::default(),
             &EditorChoices::default(),
             &settings(2),
             reference(),

@@ -59,22 +59,6 @@ fn untrusted(s: &str) -> String {
     clean_line(s).replace(MARKER_START, "{ {gazette:")
 }
 
-/// Cuts text at a word boundary to at most `max` characters, adding an ellipsis.
-pub fn trim_summary(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let cut: String = s.chars().take(max).collect();
-    let cut = match cut.rfind(char::is_whitespace) {
-        Some(i) if i > max / 2 => &cut[..i],
-        _ => &cut[..],
-    };
-    format!(
-        "{}…",
-        cut.trim_end_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation())
-    )
-}
-
 fn short_date(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%-d %b").to_string()
 }
@@ -96,7 +80,7 @@ pub fn subject(selection: &Selection, choices: &EditorChoices, newsletter: &News
         (_, Some(top)) => format!("{}: {}", untrusted(&newsletter.name), untrusted(&top.title)),
         _ => untrusted(&newsletter.name),
     };
-    trim_summary(&s, 150)
+    crate::text::cut_summary(&s, 150)
 }
 
 fn preheader(selection: &Selection) -> String {
@@ -119,7 +103,7 @@ fn preheader(selection: &Selection) -> String {
     if more > 0 {
         s.push_str(&format!(" and {more} more"));
     }
-    trim_summary(&s, 140)
+    crate::text::cut_summary(&s, 140)
 }
 
 /// The archive URL of an issue: where "view in browser" points.
@@ -221,7 +205,7 @@ fn hero_height(size: Option<(u32, u32)>) -> Option<u32> {
 fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
     let tz = ctx.newsletter.timezone;
     let title = untrusted(&c.title);
-    let summary = trim_summary(&untrusted(&c.summary), ctx.summary_chars);
+    let summary = crate::text::cut_summary(&untrusted(&c.summary), ctx.summary_chars);
     let mut kicker = vec![short_date(c.published_at, tz)];
     if let Some(topic) = &c.topic {
         kicker.push(untrusted(topic));
@@ -376,7 +360,7 @@ fn render_text(selection: &Selection, choices: &EditorChoices, ctx: &RenderConte
         }
         out += &wrap(&kicker.join(" · "), &indent);
         out += "\n";
-        let summary = trim_summary(&untrusted(&c.summary), ctx.summary_chars);
+        let summary = crate::text::cut_summary(&untrusted(&c.summary), ctx.summary_chars);
         if !summary.is_empty() {
             out += &wrap(&summary, &indent);
             out += "\n";

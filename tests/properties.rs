@@ -100,7 +100,7 @@ proptest! {
         let choices = EditorChoices { pin: pins.clone(), drop: drops.clone(), ..Default::default() };
         let settings = RankSettings { stories: n, max_per_topic, max_per_source, half_life_hours: 168.0 };
         let reference = Utc.with_ymd_and_hms(2026, 2, 9, 0, 0, 0).unwrap();
-        let sel = rank::rank(&stories, &views, &choices, &settings, reference).unwrap();
+        let sel = rank::rank(&stories, &rank::Signals::with_views(views.clone()), &choices, &settings, reference).unwrap();
 
         prop_assert!(sel.picks.len() <= n);
         // Pins: all in, first, in order (two pins folded into one story count once).
@@ -130,10 +130,10 @@ proptest! {
         // The issue is full when it can be.
         prop_assert_eq!(sel.picks.len(), n.min(groups.len() - sel.others.iter().filter(|c| c.verdict == Verdict::Dropped).count()).max(expected_pins.len()));
         // Same input, same output; and the order stories arrive in does not matter.
-        prop_assert_eq!(&rank::rank(&stories, &views, &choices, &settings, reference).unwrap(), &sel);
+        prop_assert_eq!(&rank::rank(&stories, &rank::Signals::with_views(views.clone()), &choices, &settings, reference).unwrap(), &sel);
         let mut reversed = stories.clone();
         reversed.reverse();
-        let again = rank::rank(&reversed, &views, &choices, &settings, reference).unwrap();
+        let again = rank::rank(&reversed, &rank::Signals::with_views(views.clone()), &choices, &settings, reference).unwrap();
         let urls_of = |s: &rank::Selection| s.picks.iter().map(|c| c.url.clone()).collect::<Vec<_>>();
         prop_assert_eq!(urls_of(&again), urls_of(&sel));
     }

@@ -1,8 +1,6 @@
 //! Snapshots of what a subscriber receives, for a fixed issue: the HTML and the
 //! text. Any change to them shows up as a diff to review (`cargo insta review`).
 
-use std::collections::HashMap;
-
 use chrono::{TimeZone, Utc};
 use gazette::rank::{self, EditorChoices, RankSettings};
 use gazette::render::{self, RenderContext};
@@ -78,7 +76,14 @@ pub fn fixed_issue() -> (gazette::config::Config, render::Issue) {
         half_life_hours: 168.0,
     };
     let reference = Utc.with_ymd_and_hms(2026, 2, 9, 0, 0, 0).unwrap();
-    let selection = rank::rank(&stories, &HashMap::new(), &choices, &settings, reference).unwrap();
+    let selection = rank::rank(
+        &stories,
+        &rank::Signals::default(),
+        &choices,
+        &settings,
+        reference,
+    )
+    .unwrap();
     let ctx = RenderContext {
         newsletter: &config.newsletter,
         week: "2026-W06".parse().unwrap(),

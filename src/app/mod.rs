@@ -64,6 +64,8 @@ pub struct FeedReport {
 #[derive(Debug)]
 pub enum FeedOutcome {
     NotModified,
+    /// A `[[signals.pages]]` page: how many stories its list linked to.
+    Listed(usize),
     Stored {
         items: usize,
         counts: StoreCounts,
@@ -151,7 +153,137 @@ pub async fn fetch(
             outcome,
         });
     }
+    for page in &config.signals.pages {
+        let outcome = fetch_listing(&client, page, &limits).await;
+        if let Ok(urls) = &outcome {
+            store.record_listing(&page.source.url, urls, now)?;
+        }
+        reports.push(FeedReport {
+            feed: format!("list {} ({})", page.source.url, page.selector),
+            outcome: outcome.map(|urls| FeedOutcome::Listed(urls.len())),
+        });
+    }
     Ok(reports)
+}
+
+/// Reads one of the site's list pages: the stories it links to, top first.
+async fn fetch_listing(
+    client: &reqwest::Client,
+    page: &crate::config::SignalPage,
+    limits: &feed::FetchLimits,
+) -> Result<Vec<String>, FeedError> {
+    let fetched = feed::fetch(client, &page.source, &feed::Validators::default(), limits).await?;
+    let Fetched::Body { bytes, .. } = fetched else {
+        return Ok(Vec::new());
+    };
+    let base = match &page.source.location {
+        crate::config::FeedLocation::Http(u) => Some(u.clone()),
+        crate::config::FeedLocation::File(_) => None,
+    };
+    feed::listed_links(
+        &String::from_utf8_lossy(&bytes),
+        &page.selector,
+        base.as_ref(),
+    )
+    .map_err(FeedError::Malformed)
+}
+
+/// What `gazette feeds check` found in one feed.
+#[derive(Debug)]
+pub struct FeedCheck {
+    pub feed: String,
+    pub outcome: Result<feed::ParsedFeed, FeedError>,
+}
+
+/// Fetches and parses every configured feed, storing nothing: what an operator
+/// reads before trusting a new feed.
+pub async fn check_feeds(config: &Config) -> Vec<FeedCheck> {
+    let limits = feed::FetchLimits {
+        timeout: Duration::from_secs(config.fetch.timeout_secs),
+        max_bytes: config.fetch.max_bytes,
+    };
+    let client = feed::http_client(&limits);
+    let mut checks = Vec::new();
+    for source in &config.feeds {
+        let fetched = feed::fetch(&client, source, &feed::Validators::default(), &limits).await;
+        let outcome = fetched.and_then(|f| match f {
+            Fetched::Body { bytes, .. } => {
+                let base = match &source.location {
+                    crate::config::FeedLocation::Http(u) => Some(u.to_string()),
+                    crate::config::FeedLocation::File(_) => None,
+                };
+                let options = feed::ParseOptions {
+                    base: base.as_deref(),
+                    zone: config.newsletter.timezone,
+                };
+                feed::parse_with(&bytes, &options)
+            }
+            Fetched::NotModified => Err(FeedError::Malformed(
+                "the server answered 304 Not Modified to an unconditional request".into(),
+            )),
+        });
+        checks.push(FeedCheck {
+            feed: source.label().to_string(),
+            outcome,
+        });
+    }
+    checks
+}
+
+/// The report of `gazette feeds check`: per feed, what share of items has a
+/// date, an image and a summary, what was cleaned, and every problem.
+pub fn describe_feed_checks(checks: &[FeedCheck]) -> String {
+    let mut out = String::new();
+    let share = |n: usize, of: usize| match (n * 100 + of / 2).checked_div(of) {
+        None => "-".to_string(),
+        Some(percent) => format!("{percent}%"),
+    };
+    for c in checks {
+        let parsed = match &c.outcome {
+            Err(e) => {
+                out += &format!("{}: FAILED: {e}\n", c.feed);
+                continue;
+            }
+            Ok(p) => p,
+        };
+        let items = &parsed.items;
+        let n = items.len();
+        let count = |f: &dyn Fn(&feed::FeedItem) -> bool| items.iter().filter(|i| f(i)).count();
+        out += &format!(
+            "{}: {} items{}\n  dated {}, with image {}, with summary {}\n  boilerplate removed from {}, derived titles {}, links resolved {}\n",
+            c.feed,
+            n,
+            parsed
+                .title
+                .as_deref()
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default(),
+            share(count(&|i| i.published.is_some()), n),
+            share(count(&|i| i.image.is_some()), n),
+            share(count(&|i| !i.summary.is_empty()), n),
+            parsed.stats.boilerplate_removed,
+            count(&|i| i.title_derived),
+            parsed.stats.links_resolved,
+        );
+        let mut problems: Vec<String> = parsed
+            .skipped
+            .iter()
+            .map(|s| format!("skipped {s}"))
+            .collect();
+        let undated = n - count(&|i| i.published.is_some());
+        if undated > 0 {
+            problems.push(format!(
+                "{undated} items have no date gazette can read: they count from when first seen (not on the first fetch)"
+            ));
+        }
+        if n == 0 {
+            problems.push("no items".into());
+        }
+        for p in problems {
+            out += &format!("  problem: {p}\n");
+        }
+    }
+    out
 }
 
 /// What a fetch came to, one line per feed (failures included, named), and how
@@ -189,6 +321,9 @@ pub fn summarize_fetch(reports: &[FeedReport]) -> FetchSummary {
     for r in reports {
         match &r.outcome {
             Ok(FeedOutcome::NotModified) => summary.lines.push(format!("{}: not modified", r.feed)),
+            Ok(FeedOutcome::Listed(n)) => summary
+                .lines
+                .push(format!("{}: {n} stories listed", r.feed)),
             Ok(FeedOutcome::Stored {
                 items,
                 counts,
@@ -215,42 +350,164 @@ pub fn summarize_fetch(reports: &[FeedReport]) -> FetchSummary {
     summary
 }
 
-/// Reads a `url,views` CSV; errors name the file and line.
+/// Column names that hold a page's address, as analytics tools export them:
+/// ours (`url`), Plausible (`name`), Matomo (`label`, `url`), GA4 (`page path…`),
+/// Umami (`x`), and the like.
+const PAGE_COLUMNS: &[&str] = &[
+    "url",
+    "page url",
+    "page",
+    "path",
+    "page path",
+    "page path and screen class",
+    "page path + query string",
+    "pagepath",
+    "page_path",
+    "landing page",
+    "name",
+    "label",
+    "x",
+];
+/// Column names that hold a count, best first: views over visits over visitors.
+const COUNT_COLUMNS: &[&str] = &[
+    "views",
+    "pageviews",
+    "page views",
+    "screen_page_views",
+    "nb_hits",
+    "hits",
+    "y",
+    "visits",
+    "nb_visits",
+    "sessions",
+    "visitors",
+    "nb_uniq_visitors",
+    "unique visitors",
+    "users",
+    "total users",
+];
+
+/// Reads page views from a CSV: ours (`url,views`) or an analytics export
+/// (Plausible, Matomo, GA4, Umami; their columns are recognised by name, `#`
+/// comment lines skipped, `1,234` read as 1234). Addresses are full URLs
+/// (canonicalised) or paths (`/blog/x`, matched against stories' paths).
+/// Errors name the file and line.
 pub fn read_views_csv(path: &Path) -> Result<Vec<(String, u64)>> {
+    let file = path.display().to_string();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
+        .flexible(true)
+        .comment(Some(b'#'))
         .trim(csv::Trim::All)
         .from_path(path)
-        .with_context(|| format!("reading views file {}", path.display()))?;
+        .with_context(|| format!("reading views file {file}"))?;
     let headers = reader.headers()?.clone();
-    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let (Some(url_col), Some(views_col)) = (col("url"), col("views")) else {
+    let find = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            headers
+                .iter()
+                .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(n))
+        })
+    };
+    let (Some(page_col), Some(count_col)) = (find(PAGE_COLUMNS), find(COUNT_COLUMNS)) else {
         bail!(
-            "{}: line 1: the header must name columns url and views",
-            path.display()
+            "{file}: the header names no page column (url, page, path, name, label…) and count column (views, pageviews, hits, visits, visitors…); found: {}",
+            headers.iter().collect::<Vec<_>>().join(", ")
         );
     };
-    let mut rows = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
-        let record = record.with_context(|| format!("{}: line {line}", path.display()))?;
-        let url = record.get(url_col).unwrap_or("");
-        let views = record.get(views_col).unwrap_or("");
-        let canonical = feed::canonical_url(url).with_context(|| {
-            format!(
-                "{}: line {line}: {url:?} is not an http(s) URL",
-                path.display()
-            )
-        })?;
-        let views: u64 = views.parse().with_context(|| {
-            format!(
-                "{}: line {line}: views {views:?} is not a whole number",
-                path.display()
-            )
-        })?;
-        rows.push((canonical, views));
+    let mut rows: Vec<(String, u64)> = Vec::new();
+    for record in reader.records() {
+        let record = record.with_context(|| file.clone())?;
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let page = record.get(page_col).unwrap_or("").trim();
+        let count = record
+            .get(count_col)
+            .unwrap_or("")
+            .replace([',', '_', ' '], "");
+        let key = if page.starts_with('/') {
+            let path = page.split(['?', '#']).next().unwrap_or(page);
+            let trimmed = path.trim_end_matches('/');
+            if trimmed.is_empty() { "/" } else { trimmed }.to_string()
+        } else {
+            feed::canonical_url(page).with_context(|| {
+                format!("{file}: line {line}: {page:?} is neither an http(s) URL nor a path")
+            })?
+        };
+        let views: u64 = count
+            .parse()
+            .with_context(|| format!("{file}: line {line}: {count:?} is not a whole number"))?;
+        // The same page on several lines (GA4 splits by screen class): add up.
+        match rows.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v += views,
+            None => rows.push((key, views)),
+        }
     }
     Ok(rows)
+}
+
+/// Views by canonical URL for the week's stories: a row keyed by a full URL
+/// counts for that story, a row keyed by a path for the story with that path.
+fn views_of(stories: &[crate::store::Story], rows: &HashMap<String, u64>) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    for s in stories {
+        let path = url::Url::parse(&s.url)
+            .map(|u| {
+                let p = u.path().trim_end_matches('/').to_string();
+                if p.is_empty() {
+                    "/".into()
+                } else {
+                    p
+                }
+            })
+            .unwrap_or_default();
+        if let Some(v) = rows.get(&s.url).or_else(|| rows.get(&path)) {
+            out.insert(s.url.clone(), *v);
+        }
+    }
+    out
+}
+
+/// What the site and its readers said about the week: views, the site's own
+/// lists (seen from the week's start to a day after its end) and headlines of
+/// the eight weeks before (a headline that recurs is no news).
+fn week_signals(
+    config: &Config,
+    store: &Store,
+    stories: &[crate::store::Story],
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<rank::Signals> {
+    let mut views: HashMap<String, u64> = store.views()?;
+    if let Some(path) = &config.ranking.views {
+        views.extend(read_views_csv(path)?);
+    }
+    let mut listed: HashMap<String, rank::Listed> = HashMap::new();
+    for l in store.listings_between(start, end + chrono::Duration::days(1))? {
+        let Some(page) = config.signals.pages.iter().find(|p| p.source.url == l.page) else {
+            continue;
+        };
+        let share = f64::from(l.entries - l.position.min(l.entries) + 1) / f64::from(l.entries);
+        let candidate = rank::Listed {
+            score: page.weight * share,
+            place: format!("#{} of {} on {}", l.position, l.entries, l.page),
+        };
+        match listed.get(&l.url) {
+            Some(best) if best.score >= candidate.score => {}
+            _ => {
+                listed.insert(l.url.clone(), candidate);
+            }
+        }
+    }
+    let recurring = store
+        .titles_between(start - chrono::Duration::weeks(8), start)?
+        .iter()
+        .map(|t| rank::title_words(t))
+        .filter(|k| !k.is_empty())
+        .collect();
+    Ok(rank::Signals {
+        views: views_of(stories, &views),
+        listed,
+        recurring,
+    })
 }
 
 /// `gazette views import FILE`.
@@ -298,16 +555,11 @@ pub fn rank_week(
             }
         }
     }
-    let mut views: HashMap<String, u64> = store.views()?;
-    if let Some(path) = &config.ranking.views {
-        for (url, v) in read_views_csv(path)? {
-            views.insert(url, v);
-        }
-    }
+    let signals = week_signals(config, store, &stories, (start, end))?;
     let reference = now.min(end);
     let selection = rank::rank(
         &stories,
-        &views,
+        &signals,
         &choices,
         &RankSettings::from(&config.ranking),
         reference,

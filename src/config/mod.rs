@@ -83,6 +83,7 @@ pub struct Config {
     pub server: Server,
     pub schedule: Schedule,
     pub bounces: Bounces,
+    pub signals: Signals,
     /// `GAZETTE_SECRET`: the HMAC key of every token in links.
     pub secret: Option<Secret>,
 }
@@ -117,6 +118,23 @@ pub struct Output {
 pub enum FeedLocation {
     Http(Url),
     File(PathBuf),
+}
+
+/// `[signals]`: what the site says matters, besides its feeds.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    pub pages: Vec<SignalPage>,
+}
+
+/// `[[signals.pages]]`: an HTML page of the site (its "Hot this week" or "Most
+/// read" list): every story linked under `selector` counts as listed, the first
+/// fully (`weight`), later ones less.
+#[derive(Debug, Clone)]
+pub struct SignalPage {
+    /// Where the page is, read like a feed's (http(s) or a file).
+    pub source: FeedSource,
+    pub selector: String,
+    pub weight: f64,
 }
 
 #[derive(Debug, Clone)]

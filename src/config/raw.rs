@@ -29,6 +29,27 @@ pub(super) struct RawConfig {
     pub(super) schedule: RawSchedule,
     #[serde(default)]
     pub(super) bounces: RawBounces,
+    #[serde(default)]
+    pub(super) signals: RawSignals,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSignals {
+    pub(super) pages: Vec<RawSignalPage>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSignalPage {
+    pub(super) url: String,
+    pub(super) selector: String,
+    #[serde(default = "default_weight")]
+    pub(super) weight: f64,
+}
+
+fn default_weight() -> f64 {
+    1.0
 }
 
 #[derive(Deserialize)]

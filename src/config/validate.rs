@@ -16,11 +16,11 @@ use url::Url;
 use super::env::Overlay;
 use super::raw::{
     RawBounces, RawConfig, RawDatabase, RawFeed, RawFetch, RawNewsletter, RawOutput, RawRanking,
-    RawSchedule, RawServer,
+    RawSchedule, RawServer, RawSignals,
 };
 use super::{
     Bounces, Config, ConfigError, Database, FeedLocation, FeedSource, Fetch, Newsletter, Output,
-    Ranking, Schedule, Secret, Server,
+    Ranking, Schedule, Secret, Server, SignalPage, Signals,
 };
 
 /// What every section's validator needs beside its own raw section.
@@ -78,6 +78,7 @@ pub(super) fn validate(
         server: server(cx, raw.server)?,
         schedule: schedule(cx, raw.schedule)?,
         bounces: bounces(cx, raw.bounces)?,
+        signals: signals(cx, raw.signals)?,
         secret,
     })
 }
@@ -168,6 +169,53 @@ fn output(cx: &Context, o: RawOutput) -> Result<Output, ConfigError> {
     })
 }
 
+/// Where a feed (or a signal page) is: an http(s) URL or a file path.
+fn location(cx: &Context, key: &str, url: &str) -> Result<FeedLocation, ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(FeedLocation::Http(
+            Url::parse(url).map_err(|e| cx.error(key, format!("{url:?}: {e}")))?,
+        ))
+    } else if url.contains("://") {
+        Err(cx.error(
+            key,
+            format!("{url:?}: only http://, https:// or a file path"),
+        ))
+    } else if url.trim().is_empty() {
+        Err(cx.error(key, "must not be empty"))
+    } else {
+        Ok(FeedLocation::File(cx.resolve(url)))
+    }
+}
+
+fn signals(cx: &Context, raw: RawSignals) -> Result<Signals, ConfigError> {
+    let mut pages = Vec::new();
+    for (i, p) in raw.pages.into_iter().enumerate() {
+        let location = location(cx, &format!("signals.pages[{i}].url"), &p.url)?;
+        if let Err(e) = scraper::Selector::parse(&p.selector) {
+            return Err(cx.error(
+                &format!("signals.pages[{i}].selector"),
+                format!("{:?} is not a CSS selector: {e}", p.selector),
+            ));
+        }
+        if !(p.weight > 0.0 && p.weight <= 10.0) {
+            return Err(cx.error(
+                &format!("signals.pages[{i}].weight"),
+                "must be more than 0 and at most 10",
+            ));
+        }
+        pages.push(SignalPage {
+            source: FeedSource {
+                url: p.url,
+                location,
+                name: None,
+            },
+            selector: p.selector,
+            weight: p.weight,
+        });
+    }
+    Ok(Signals { pages })
+}
+
 fn feeds(cx: &Context, raw: Vec<RawFeed>) -> Result<Vec<FeedSource>, ConfigError> {
     if raw.is_empty() {
         return Err(cx.error("feeds", "at least one [[feeds]] is needed"));
@@ -175,20 +223,7 @@ fn feeds(cx: &Context, raw: Vec<RawFeed>) -> Result<Vec<FeedSource>, ConfigError
     let mut feeds: Vec<FeedSource> = Vec::new();
     for (i, f) in raw.into_iter().enumerate() {
         let key = format!("feeds[{i}].url");
-        let location = if f.url.starts_with("http://") || f.url.starts_with("https://") {
-            FeedLocation::Http(
-                Url::parse(&f.url).map_err(|e| cx.error(&key, format!("{:?}: {e}", f.url)))?,
-            )
-        } else if f.url.contains("://") {
-            return Err(cx.error(
-                &key,
-                format!("{:?}: only http://, https:// or a file path", f.url),
-            ));
-        } else if f.url.trim().is_empty() {
-            return Err(cx.error(&key, "must not be empty"));
-        } else {
-            FeedLocation::File(cx.resolve(&f.url))
-        };
+        let location = location(cx, &key, &f.url)?;
         if feeds.iter().any(|g| g.url == f.url) {
             return Err(cx.error(&key, format!("{:?} is listed twice", f.url)));
         }

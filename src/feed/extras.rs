@@ -10,6 +10,10 @@ use quick_xml::events::Event;
 pub(super) struct Extras {
     pub orig_link: Option<String>,
     pub comments: Option<u64>,
+    /// The item has a `<link>` with nothing in it (`href=""`, or an empty RSS
+    /// `<link/>`): feed-rs resolves that to the feed's own URL, which is no
+    /// item's link.
+    pub empty_link: bool,
 }
 
 /// Reads the extras of every item; an unreadable document gives none.
@@ -23,6 +27,14 @@ pub(super) fn scan(bytes: &[u8]) -> Vec<Extras> {
     let mut buf = Vec::new();
     loop {
         match reader.read_event_into(&mut buf) {
+            Ok(Event::Empty(e)) if in_item > 0 && e.name().local_name().as_ref() == b"link" => {
+                let href = e.try_get_attribute("href").ok().flatten();
+                if href.is_none_or(|h| h.value.iter().all(u8::is_ascii_whitespace)) {
+                    if let Some(last) = out.last_mut() {
+                        last.empty_link = true;
+                    }
+                }
+            }
             Ok(Event::Start(e)) => {
                 let name = e.name();
                 let local = name.local_name();
@@ -37,9 +49,19 @@ pub(super) fn scan(bytes: &[u8]) -> Vec<Extras> {
                         out.push(Extras::default());
                     }
                 } else if in_item > 0 {
+                    let href = e.try_get_attribute("href").ok().flatten();
                     field = match (prefix.as_slice(), local) {
                         (b"feedburner", b"origLink") => Some("orig"),
                         (b"slash", b"comments") | (b"thr", b"total") => Some("comments"),
+                        (_, b"link") if href.is_some() => {
+                            let empty =
+                                href.is_some_and(|h| h.value.iter().all(u8::is_ascii_whitespace));
+                            if let (true, Some(last)) = (empty, out.last_mut()) {
+                                last.empty_link = true;
+                            }
+                            None
+                        }
+                        ([], b"link") => Some("link"),
                         _ => None,
                     };
                     value.clear();
@@ -79,6 +101,7 @@ fn record(field: Option<&str>, item: Option<&mut Extras>, value: &str) {
     let value = value.trim();
     match field {
         "orig" => item.orig_link = Some(value.to_string()).filter(|v| !v.is_empty()),
+        "link" => item.empty_link |= value.is_empty(),
         _ => item.comments = value.parse().ok(),
     }
 }

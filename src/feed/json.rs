@@ -105,6 +105,7 @@ pub(super) fn parse(
                 .or_else(|| text(item.get("date_modified")))
                 .and_then(|d| date(&d)),
             comments: None,
+            empty_link: false,
         });
     }
     Ok(out)

@@ -19,9 +19,11 @@ mod fetch;
 mod images;
 mod json;
 mod links;
+mod listing;
 
 pub use fetch::{fetch, http_client, FetchLimits, Fetched, Validators};
 pub use links::{canonical_url, canonical_url_with_fragment};
+pub use listing::listed_links;
 
 /// One item of a feed, normalised.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +99,9 @@ struct RawItem {
     images: Vec<(String, Option<(u32, u32)>)>,
     published: Option<DateTime<Utc>>,
     comments: Option<u64>,
+    /// The item's `<link>` was empty, so a link equal to the feed's own URL is
+    /// that empty link resolved, not the item's.
+    empty_link: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +138,12 @@ pub fn parse_with(bytes: &[u8], options: &ParseOptions) -> Result<ParsedFeed, Fe
     let (title, own_base, raw, skipped) = if json::looks_like_json(bytes) {
         let doc = json::parse(bytes, &move |d| dates::parse_lenient(d, zone))
             .map_err(FeedError::Malformed)?;
-        (doc.title, doc.base, doc.items, doc.skipped)
+        (
+            doc.title.map(|t| clean_title(&t, false)),
+            doc.base,
+            doc.items,
+            doc.skipped,
+        )
     } else {
         let (title, own_base, items) = parse_xml(bytes, options.base, zone)?;
         (title, own_base, items, Vec::new())
@@ -258,6 +268,7 @@ fn raw_from_entry(entry: feed_rs::model::Entry, extra: extras::Extras) -> RawIte
         images: images_found,
         published: entry.published.or(entry.updated),
         comments: extra.comments,
+        empty_link: extra.empty_link,
     }
 }
 
@@ -300,9 +311,9 @@ fn resolve(href: &str, base: Option<&Url>) -> Option<String> {
 fn item(raw: RawItem, base: Option<&str>, stats: &mut ParseStats) -> Result<FeedItem, String> {
     let base_url = base.and_then(|b| Url::parse(b).ok());
     let feed_url = base_url.as_ref().map(|u| u.as_str().to_string());
-    // The feed's own address is never an item's link: an empty href resolved
-    // against it (WordPress's `href=""`) says nothing.
-    let usable = |link: &String| Some(link) != feed_url.as_ref();
+    // An empty href resolved against the feed's address (WordPress's `href=""`)
+    // says nothing: the feed's address is then no link of the item's.
+    let usable = |link: &String| !(raw.empty_link && Some(link) == feed_url.as_ref());
     let own_links: Vec<String> = raw
         .links
         .iter()

@@ -39,6 +39,16 @@ pub struct Story {
     pub comments: Option<u64>,
 }
 
+/// A story's best place on one of the site's lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub page: String,
+    pub url: String,
+    /// 1 is the top.
+    pub position: u32,
+    pub entries: u32,
+}
+
 /// A configured feed as the store knows it.
 #[derive(Debug, Clone)]
 pub struct FeedState {
@@ -137,6 +147,64 @@ impl Store {
             }
             Ok(())
         })
+    }
+
+    /// Records what one of the site's lists linked to now (canonical URLs, top
+    /// first), in one transaction.
+    pub fn record_listing(
+        &mut self,
+        page: &str,
+        urls: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.in_transaction(|tx| {
+            let mut stmt = tx.prepare_cached(sql::LISTING_INSERT)?;
+            for (i, url) in urls.iter().enumerate() {
+                stmt.execute(named_params! {
+                    ":page": page,
+                    ":url": url,
+                    ":position": i as i64 + 1,
+                    ":entries": urls.len() as i64,
+                    ":at": to_unix(now),
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Each story's best place on each list seen in `[start, end)`.
+    pub fn listings_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<Listing>, StoreError> {
+        query_all(
+            &self.conn,
+            sql::LISTINGS_BETWEEN,
+            params![to_unix(start), to_unix(end)],
+            |r| {
+                Ok(Listing {
+                    page: r.get("page")?,
+                    url: r.get("url")?,
+                    position: r.get::<_, i64>("position")?.max(1) as u32,
+                    entries: r.get::<_, i64>("entries")?.max(1) as u32,
+                })
+            },
+        )
+    }
+
+    /// Headlines of the stories published in `[start, end)`.
+    pub fn titles_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        query_all(
+            &self.conn,
+            sql::TITLES_PUBLISHED_BETWEEN,
+            params![to_unix(start), to_unix(end)],
+            |r| r.get("title"),
+        )
     }
 
     pub fn views(&self) -> Result<HashMap<String, u64>, StoreError> {

@@ -247,28 +247,16 @@ pub fn cut_summary(text: &str, max: usize) -> String {
     }
     let fits: String = text.chars().take(max).collect();
     let next = text.chars().nth(max);
-    // A sentence ends at . ! ? (or their CJK forms) before a space or the end.
-    let mut best = None;
     let chars: Vec<(usize, char)> = fits.char_indices().collect();
-    for (k, &(i, c)) in chars.iter().enumerate() {
-        if !matches!(c, '.' | '!' | '?' | '。' | '！' | '？') {
-            continue;
-        }
-        let after = chars.get(k + 1).map(|x| x.1).or(next);
-        let cjk = matches!(c, '。' | '！' | '？');
-        let ends = cjk || after.is_none_or(|a| a.is_whitespace() || a == '"' || a == '”');
-        // "U.S." and "Mr." are not ends: a one- or two-letter word before the dot.
-        let word: String = fits[..i]
-            .chars()
-            .rev()
-            .take_while(|ch| ch.is_alphanumeric())
-            .collect();
-        let abbreviation =
-            c == '.' && word.chars().count() <= 2 && word.chars().all(char::is_alphabetic);
-        if ends && !abbreviation {
-            best = Some(i + c.len_utf8());
-        }
-    }
+    let best = chars
+        .iter()
+        .enumerate()
+        .filter(|(k, &(i, c))| {
+            let after = chars.get(k + 1).map(|x| x.1).or(next);
+            is_sentence_end(&fits, i, c, after)
+        })
+        .map(|(_, &(i, c))| i + c.len_utf8())
+        .next_back();
     if let Some(end) = best.filter(|&e| fits[..e].chars().count() > max / 3) {
         return fits[..end].trim_end().to_string();
     }
@@ -282,10 +270,13 @@ pub fn cut_summary(text: &str, max: usize) -> String {
     )
 }
 
-/// A title from the first sentence of an untitled item's text, at most about
-/// ten words.
+/// A title from the first sentence of an untitled item's text: at most about
+/// twelve words, cut at a word with "…" when the sentence is longer.
 pub fn derived_title(text: &str) -> Option<String> {
-    let first = cut_summary(text, 120);
+    let first = match sentence_end(text, 160) {
+        Some(end) => text[..end].trim().to_string(),
+        None => text.to_string(),
+    };
     let words: Vec<&str> = first.split_whitespace().collect();
     if words.is_empty() {
         return None;
@@ -300,6 +291,36 @@ pub fn derived_title(text: &str) -> Option<String> {
     } else {
         words.join(" ")
     })
+}
+
+/// The byte index just past the first sentence end within `max` characters.
+fn sentence_end(text: &str, max: usize) -> Option<usize> {
+    let chars: Vec<(usize, char)> = text.char_indices().take(max + 1).collect();
+    chars.iter().enumerate().find_map(|(k, &(i, c))| {
+        let end = i + c.len_utf8();
+        is_sentence_end(text, i, c, chars.get(k + 1).map(|x| x.1)).then_some(end)
+    })
+}
+
+/// Whether the `c` at byte `i` of `text` ends a sentence, `after` being the
+/// character that follows it: . ! ? (or their CJK forms) before a space, a
+/// closing quote or the end, and not the dot of "U.S." or "Mr.".
+fn is_sentence_end(text: &str, i: usize, c: char, after: Option<char>) -> bool {
+    if !matches!(c, '.' | '!' | '?' | '。' | '！' | '？') {
+        return false;
+    }
+    if matches!(c, '。' | '！' | '？') {
+        return true;
+    }
+    if !after.is_none_or(|a| a.is_whitespace() || a == '"' || a == '”') {
+        return false;
+    }
+    let word: String = text[..i]
+        .chars()
+        .rev()
+        .take_while(|ch| ch.is_alphanumeric())
+        .collect();
+    !(c == '.' && word.chars().count() <= 2 && word.chars().all(char::is_alphabetic))
 }
 
 #[cfg(test)]

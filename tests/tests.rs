@@ -13,6 +13,7 @@ mod feeds;
 mod inbox;
 mod privacy;
 mod properties;
+mod real_feeds;
 mod sending;
 mod serving;
 mod snapshots;

@@ -468,8 +468,9 @@ fn views_of(stories: &[crate::store::Story], rows: &HashMap<String, u64>) -> Has
 }
 
 /// What the site and its readers said about the week: views, the site's own
-/// lists (seen from the week's start to a day after its end) and headlines of
-/// the eight weeks before (a headline that recurs is no news).
+/// lists (seen from the week's start to a week after its end: a "Hot this week"
+/// list read on Monday is about the week just ended) and headlines of the
+/// eight weeks before (a headline that recurs is no news).
 fn week_signals(
     config: &Config,
     store: &Store,
@@ -481,7 +482,7 @@ fn week_signals(
         views.extend(read_views_csv(path)?);
     }
     let mut listed: HashMap<String, rank::Listed> = HashMap::new();
-    for l in store.listings_between(start, end + chrono::Duration::days(1))? {
+    for l in store.listings_between(start, end + chrono::Duration::days(7))? {
         let Some(page) = config.signals.pages.iter().find(|p| p.source.url == l.page) else {
             continue;
         };
@@ -709,6 +710,10 @@ pub fn explain(ranked: &Ranked) -> String {
         ranked.selection.picks.len() + ranked.selection.others.len(),
         ranked.reference.to_rfc3339()
     );
+    for signal in &ranked.selection.signals {
+        out += &format!("signals: {signal}\n");
+    }
+    out += "\n";
     let all = ranked
         .selection
         .picks
@@ -723,8 +728,16 @@ pub fn explain(ranked: &Ranked) -> String {
                 .map(|c| ("out".to_string(), c)),
         );
     for (label, c) in all {
-        out += &format!("{label:<6} {}\n", c.title);
+        let derived = if c.title_derived {
+            " (title made from the text: the feed gave none)"
+        } else {
+            ""
+        };
+        out += &format!("{label:<6} {}{derived}\n", c.title);
         out += &format!("       {}\n", c.url);
+        if c.reader_link() != c.url {
+            out += &format!("       readers get {}\n", c.reader_link());
+        }
         out += &format!("       score {}\n", c.explain_score(ranked.reference));
         out += &format!("       why: {}\n", c.reason);
         if !c.folded.is_empty() {

@@ -14,6 +14,9 @@ pub(super) struct Extras {
     /// `<link/>`): feed-rs resolves that to the feed's own URL, which is no
     /// item's link.
     pub empty_link: bool,
+    /// `xml:base` on the item's content or summary: what its relative image
+    /// sources resolve against.
+    pub content_base: Option<String>,
 }
 
 /// Reads the extras of every item; an unreadable document gives none.
@@ -49,6 +52,14 @@ pub(super) fn scan(bytes: &[u8]) -> Vec<Extras> {
                         out.push(Extras::default());
                     }
                 } else if in_item > 0 {
+                    if matches!(local, b"content" | b"summary" | b"description" | b"encoded") {
+                        if let Ok(Some(base)) = e.try_get_attribute("xml:base") {
+                            if let Some(last) = out.last_mut() {
+                                last.content_base =
+                                    Some(String::from_utf8_lossy(&base.value).trim().to_string());
+                            }
+                        }
+                    }
                     let href = e.try_get_attribute("href").ok().flatten();
                     field = match (prefix.as_slice(), local) {
                         (b"feedburner", b"origLink") => Some("orig"),

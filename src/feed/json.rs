@@ -106,6 +106,7 @@ pub(super) fn parse(
                 .and_then(|d| date(&d)),
             comments: None,
             empty_link: false,
+            content_base: None,
         });
     }
     Ok(out)

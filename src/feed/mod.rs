@@ -102,6 +102,9 @@ struct RawItem {
     /// The item's `<link>` was empty, so a link equal to the feed's own URL is
     /// that empty link resolved, not the item's.
     empty_link: bool,
+    /// What relative addresses in the item's HTML resolve against, when the
+    /// feed says (`xml:base` on its content).
+    content_base: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +272,7 @@ fn raw_from_entry(entry: feed_rs::model::Entry, extra: extras::Extras) -> RawIte
         published: entry.published.or(entry.updated),
         comments: extra.comments,
         empty_link: extra.empty_link,
+        content_base: extra.content_base,
     }
 }
 
@@ -398,6 +402,12 @@ fn item(raw: RawItem, base: Option<&str>, stats: &mut ParseStats) -> Result<Feed
         }
     }
     let link_url = Url::parse(&link).ok();
+    let html_base = raw
+        .content_base
+        .as_deref()
+        .and_then(|b| resolve(b, link_url.as_ref()))
+        .and_then(|b| Url::parse(&b).ok())
+        .or_else(|| link_url.clone());
     let (image, image_size) = raw
         .images
         .iter()
@@ -407,7 +417,7 @@ fn item(raw: RawItem, base: Option<&str>, stats: &mut ParseStats) -> Result<Feed
             [&raw.summary_html, &raw.content_html]
                 .into_iter()
                 .flatten()
-                .find_map(|html| images::first_in_html(html, link_url.as_ref()))
+                .find_map(|html| images::first_in_html(html, html_base.as_ref()))
         })
         .map(|(u, s)| (Some(u), s))
         .unwrap_or((None, None));

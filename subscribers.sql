@@ -435,11 +435,11 @@ SELECT count(*) AS subscribers FROM subscribers;
 INSERT INTO listings (page, url, position, entries, seen_at) VALUES (:page, :url, :position, :entries, :at)
 ON CONFLICT (page, seen_at, url) DO NOTHING;
 
--- The best place each story had on each list seen in [start, end).
--- query: listings_between
-SELECT page, url, min(position) AS position, max(entries) AS entries FROM listings
-WHERE seen_at >= ?1 AND seen_at < ?2
-GROUP BY page, url;
+-- Every listing seen at or after a time, oldest first.
+-- query: listings_since
+SELECT page, url, position, entries, seen_at FROM listings
+WHERE seen_at >= ?1
+ORDER BY seen_at, page, position;
 
 -- Headlines of stories published in [start, end): a headline that comes back
 -- week after week is a recurring post.

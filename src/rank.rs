@@ -88,12 +88,22 @@ pub struct ScoreParts {
     /// Comments, relative to the most-commented story of the week.
     #[serde(default)]
     pub comments: f64,
+    /// Only in a week without engagement signals: +0.25 for a picture, +0.25
+    /// for a summary of substance (100 characters or more).
+    #[serde(default)]
+    pub substance: f64,
     pub decay: f64,
 }
 
 impl ScoreParts {
     pub fn total(&self) -> f64 {
-        (1.0 + self.repetition + self.sources + self.hot + self.listed + self.views + self.comments)
+        (1.0 + self.repetition
+            + self.sources
+            + self.hot
+            + self.listed
+            + self.views
+            + self.comments
+            + self.substance)
             * self.decay
     }
 }
@@ -103,7 +113,7 @@ impl ScoreParts {
 pub struct Listed {
     /// The list's weight times its position's share: first place counts fully.
     pub score: f64,
-    /// Where: `"#2 on https://site/ (.hot-this-week a)"`.
+    /// Where: `"#2 of 5 on https://site/"`.
     pub place: String,
 }
 
@@ -413,8 +423,10 @@ pub fn rank(
     }
     let week_signals = signals_present(&candidates);
     // With nothing but age to go on, age must not decide alone: a weekly digest
-    // is not "the N most recent". Decay is then four times milder.
-    let half_life_factor = if week_signals.is_empty() { 4.0 } else { 1.0 };
+    // is not "the N most recent". Decay is then four times milder, and what a
+    // story brings (a picture, a summary of substance) counts a little.
+    let quiet = week_signals.is_empty();
+    let half_life_factor = if quiet { 4.0 } else { 1.0 };
     for c in &mut candidates {
         c.parts = score_parts(
             c,
@@ -424,6 +436,15 @@ pub fn rank(
             reference,
             half_life_factor,
         );
+        if quiet {
+            let picture = if c.image.is_some() { 0.25 } else { 0.0 };
+            let summary = if c.summary.chars().count() >= 100 {
+                0.25
+            } else {
+                0.0
+            };
+            c.parts.substance = picture + summary;
+        }
         c.score = c.parts.total();
     }
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.url.cmp(&b.url)));
@@ -544,7 +565,7 @@ pub fn rank(
         others,
         signals: if week_signals.is_empty() {
             vec![format!(
-                "no engagement signal this week (no repetition, second feed, hot category, site list, views or comments): ages decay four times more slowly (half-life {:.0} h)",
+                "no engagement signal this week (no repetition, second feed, hot category, site list, views or comments): ages decay four times more slowly (half-life {:.0} h), and a picture or a summary of substance counts",
                 settings.half_life_hours * half_life_factor
             )]
         } else {
@@ -679,6 +700,7 @@ fn score_parts(
         listed: c.listed.as_ref().map(|l| l.score).unwrap_or(0.0),
         views: 2.0 * share(c.views, max_views),
         comments: 1.5 * share(c.comments.unwrap_or(0), max_comments),
+        substance: 0.0,
         decay: 0.5f64.powf(age_hours / (settings.half_life_hours * half_life_factor)),
     }
 }
@@ -709,7 +731,7 @@ impl Candidate {
         }
         if p.listed > 0.0 {
             s += &format!(
-                " + {:.2} listed {}",
+                " + {:.2} {}",
                 p.listed,
                 self.listed
                     .as_ref()
@@ -726,6 +748,9 @@ impl Candidate {
                 p.comments,
                 self.comments.unwrap_or(0)
             );
+        }
+        if p.substance > 0.0 {
+            s += &format!(" + {:.2} picture/summary", p.substance);
         }
         if self.recurring && self.appearances > 1 {
             s += " (recurring headline: no repetition boost)";
@@ -846,6 +871,73 @@ mod tests {
         // From one feed, two wordings are two stories.
         stories[1].sources = vec!["Site".into()];
         assert_eq!(fold_duplicates(&stories).len(), 3);
+    }
+
+    #[test]
+    fn a_recurring_headline_gets_no_repetition_boost() {
+        let mut sponsor = story(
+            1,
+            "https://a.example/sponsor",
+            "This week's sponsor: Acme Pay",
+            3,
+            &[],
+        );
+        sponsor.appearances = 2;
+        let mut news = story(
+            2,
+            "https://a.example/news",
+            "Central bank holds rates steady",
+            3,
+            &[],
+        );
+        news.appearances = 2;
+        let signals = Signals {
+            recurring: [title_words("This week's sponsor: Acme Pay")]
+                .into_iter()
+                .collect(),
+            ..Signals::default()
+        };
+        let sel = rank(
+            &[sponsor, news],
+            &signals,
+            &EditorChoices::default(),
+            &settings(2),
+            reference(),
+        )
+        .unwrap();
+        let by_url = |u: &str| sel.picks.iter().find(|c| c.url == u).unwrap().clone();
+        assert_eq!(by_url("https://a.example/sponsor").parts.repetition, 0.0);
+        assert_eq!(by_url("https://a.example/news").parts.repetition, 0.5);
+        assert_eq!(sel.picks[0].url, "https://a.example/news");
+    }
+
+    #[test]
+    fn without_any_signal_the_picks_are_not_simply_the_most_recent() {
+        // Monday's story has a picture and a real summary; Sunday's has neither.
+        let mut monday = story(
+            1,
+            "https://a.example/monday",
+            "Regulator publishes the new payments rulebook",
+            2,
+            &[],
+        );
+        monday.image = Some("https://a.example/m.jpg".into());
+        monday.summary = "The rulebook sets out how wallets, banks and payment processors must settle, report and refund, from July onwards.".into();
+        let sunday = story(2, "https://a.example/sunday", "Weekend notes", 8, &[]);
+        let sel = rank(
+            &[monday, sunday],
+            &Signals::default(),
+            &EditorChoices::default(),
+            &settings(1),
+            reference(),
+        )
+        .unwrap();
+        assert_eq!(sel.picks[0].url, "https://a.example/monday");
+        assert!(
+            sel.signals[0].starts_with("no engagement signal"),
+            "{:?}",
+            sel.signals
+        );
     }
 
     #[test]

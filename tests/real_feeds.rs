@@ -349,7 +349,7 @@ fn the_sites_hot_list_lifts_its_stories_to_the_top_and_explain_says_so() {
         "Topics is not the hot list"
     );
     let explain = site.ok(&["explain", "--week", "2026-W06"]);
-    assert!(explain.contains("listed #1 of 2 on"), "{explain}");
+    assert!(explain.contains("#1 of 2 on http://127.0.0.1"), "{explain}");
     assert!(
         explain.contains("stories on the site's own lists"),
         "{explain}"

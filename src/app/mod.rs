@@ -468,9 +468,10 @@ fn views_of(stories: &[crate::store::Story], rows: &HashMap<String, u64>) -> Has
 }
 
 /// What the site and its readers said about the week: views, the site's own
-/// lists (seen from the week's start to a week after its end: a "Hot this week"
-/// list read on Monday is about the week just ended) and headlines of the
-/// eight weeks before (a headline that recurs is no news).
+/// lists (as seen from the week's start to a week after its end, since a "Hot
+/// this week" list read on Monday is about the week just ended; else as first
+/// seen after it) and headlines of the eight weeks before (a headline that
+/// recurs is no news).
 fn week_signals(
     config: &Config,
     store: &Store,
@@ -482,19 +483,40 @@ fn week_signals(
         views.extend(read_views_csv(path)?);
     }
     let mut listed: HashMap<String, rank::Listed> = HashMap::new();
-    for l in store.listings_between(start, end + chrono::Duration::days(7))? {
-        let Some(page) = config.signals.pages.iter().find(|p| p.source.url == l.page) else {
-            continue;
-        };
-        let share = f64::from(l.entries - l.position.min(l.entries) + 1) / f64::from(l.entries);
-        let candidate = rank::Listed {
-            score: page.weight * share,
-            place: format!("#{} of {} on {}", l.position, l.entries, l.page),
-        };
-        match listed.get(&l.url) {
-            Some(best) if best.score >= candidate.score => {}
-            _ => {
-                listed.insert(l.url.clone(), candidate);
+    let listings = store.listings_since(start)?;
+    for page in &config.signals.pages {
+        let of_page: Vec<&crate::store::Listing> = listings
+            .iter()
+            .filter(|l| l.page == page.source.url)
+            .collect();
+        // What the list said during the week (and the week after); failing
+        // that, the first look after it, when gazette started later.
+        let window = end + chrono::Duration::days(7);
+        let mut seen: Vec<&crate::store::Listing> = of_page
+            .iter()
+            .copied()
+            .filter(|l| l.seen_at < window)
+            .collect();
+        if seen.is_empty() {
+            if let Some(first) = of_page.first().map(|l| l.seen_at) {
+                seen = of_page
+                    .iter()
+                    .copied()
+                    .filter(|l| l.seen_at == first)
+                    .collect();
+            }
+        }
+        for l in seen {
+            let share = f64::from(l.entries - l.position.min(l.entries) + 1) / f64::from(l.entries);
+            let candidate = rank::Listed {
+                score: page.weight * share,
+                place: format!("#{} of {} on {}", l.position, l.entries, l.page),
+            };
+            match listed.get(&l.url) {
+                Some(best) if best.score >= candidate.score => {}
+                _ => {
+                    listed.insert(l.url.clone(), candidate);
+                }
             }
         }
     }

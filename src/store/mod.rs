@@ -27,7 +27,7 @@ pub mod subscribers;
 pub use backup::check_gazette_database;
 pub use bounces::{BounceEvent, BounceKind, MessageOrigin};
 pub use ledger::{DueDelivery, LedgerCounts, LedgerWrite, LockHolder};
-pub use stories::{StoreCounts, Story};
+pub use stories::{FeedState, Listing, StoreCounts, Story};
 pub use subscribers::{email_key, Added, Origin, Status, Subscriber, UnsubscribeMethod};
 
 /// The statements of `subscribers.sql`, one constant per `-- query:` block.

@@ -39,7 +39,7 @@ pub struct Story {
     pub comments: Option<u64>,
 }
 
-/// A story's best place on one of the site's lists.
+/// A story's place on one of the site's lists, when it was seen there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
     pub page: String,
@@ -47,6 +47,7 @@ pub struct Listing {
     /// 1 is the top.
     pub position: u32,
     pub entries: u32,
+    pub seen_at: DateTime<Utc>,
 }
 
 /// A configured feed as the store knows it.
@@ -172,22 +173,19 @@ impl Store {
         })
     }
 
-    /// Each story's best place on each list seen in `[start, end)`.
-    pub fn listings_between(
-        &self,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Vec<Listing>, StoreError> {
+    /// Every place on the site's lists seen at or after `since`, oldest first.
+    pub fn listings_since(&self, since: DateTime<Utc>) -> Result<Vec<Listing>, StoreError> {
         query_all(
             &self.conn,
-            sql::LISTINGS_BETWEEN,
-            params![to_unix(start), to_unix(end)],
+            sql::LISTINGS_SINCE,
+            params![to_unix(since)],
             |r| {
                 Ok(Listing {
                     page: r.get("page")?,
                     url: r.get("url")?,
                     position: r.get::<_, i64>("position")?.max(1) as u32,
                     entries: r.get::<_, i64>("entries")?.max(1) as u32,
+                    seen_at: from_unix(r.get("seen_at")?),
                 })
             },
         )

@@ -122,7 +122,7 @@ const BLOCKS: &[&str] = &[
 /// links without their brackets or addresses, no image alt text, no quote or list
 /// markers, no tags, entities decoded once, white space folded. Paragraphs that
 /// are only boilerplate ("Continue reading…", "The post … appeared first on …",
-/// Reddit's "submitted by /u/… [link] [comments]") are left out.
+/// Reddit's "submitted by /u/… \[link\] \[comments\]") are left out.
 pub fn prose(html: &str) -> Prose {
     let fragment = scraper::Html::parse_fragment(html);
     let mut raw = Vec::new();

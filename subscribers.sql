@@ -149,6 +149,10 @@ ALTER TABLE stories ADD COLUMN image_height INTEGER;
 -- URL; a title gazette made from an untitled item's text is marked as such;
 -- comment counts from feeds (slash:comments, thr:total) are a signal.
 ALTER TABLE stories ADD COLUMN title_derived INTEGER NOT NULL DEFAULT 0;
+-- When a feed was last read without error: until then, what it lists is its back
+-- catalogue (a failed first fetch does not count).
+ALTER TABLE feeds ADD COLUMN last_ok_at INTEGER;
+UPDATE feeds SET last_ok_at = last_fetched_at WHERE last_status IN ('ok', 'not modified');
 ALTER TABLE appearances ADD COLUMN comments INTEGER;
 
 -- What the site's own lists ([[signals.pages]]: "Hot this week", "Most read")
@@ -166,12 +170,13 @@ CREATE INDEX listings_by_time ON listings(seen_at);
 -- query: feed_upsert
 INSERT INTO feeds (url, name) VALUES (?1, ?2)
 ON CONFLICT (url) DO UPDATE SET name = excluded.name
-RETURNING id, etag, last_modified, last_fetched_at;
+RETURNING id, etag, last_modified, last_ok_at;
 
 -- query: feed_record_fetch
 UPDATE feeds
 SET etag = coalesce(:etag, etag), last_modified = coalesce(:last_modified, last_modified),
-    last_fetched_at = :at, last_status = :status
+    last_fetched_at = :at, last_status = :status,
+    last_ok_at = CASE WHEN :status IN ('ok', 'not modified') THEN :at ELSE last_ok_at END
 WHERE id = :id;
 
 -- query: appearance_story

@@ -208,7 +208,10 @@ fn run(cli: Cli) -> Result<()> {
             let store = app::open_store(&config)?;
             let week = app::pick_week(&config, week, now);
             match app::rank_week(&config, &store, week, now)? {
-                Some(ranked) => print!("{}", app::explain(&ranked)),
+                // Piped into `head`, a closed pipe is no error.
+                Some(ranked) => {
+                    let _ = std::io::stdout().write_all(app::explain(&ranked).as_bytes());
+                }
                 None => println!("{week}: no stories were published that week"),
             }
         }

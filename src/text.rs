@@ -68,7 +68,6 @@ const NOT_PROSE: &[&str] = &[
     "select",
     "textarea",
     "figcaption",
-    "sup",
     "template",
     "canvas",
     "map",
@@ -167,7 +166,7 @@ fn walk(node: ego_tree::NodeRef<'_, scraper::Node>, current: &mut String, out: &
                 walk(child, current, out);
                 if block {
                     flush(current, out);
-                } else if matches!(name, "td" | "th" | "span" | "a") {
+                } else if matches!(name, "td" | "th") {
                     current.push(' ');
                 }
             }
@@ -191,14 +190,15 @@ fn strip_boilerplate(paragraph: &str) -> Option<String> {
     static TAIL: OnceLock<Vec<regex::Regex>> = OnceLock::new();
     let whole = WHOLE.get_or_init(|| {
         [
-            // Medium, WordPress themes, Substack, Ghost…
-            r"(?i)^(continue|keep) reading\b.*$",
-            r"(?i)^read (more|on|the (full|rest)( of the)? (story|article|post|piece))\b.*$",
-            r"(?i)^(view|see) (the )?(full|original) (story|article|post)\b.*$",
+            // Medium, WordPress themes, Substack, Ghost…: short paragraphs that
+            // are only a pointer to the page ("Continue reading on Medium »").
+            r"(?i)^(continue|keep) reading\b.{0,50}$",
+            r"(?i)^read (more|on|the (full|rest)( of the)? (story|article|post|piece))\b.{0,40}$",
+            r"(?i)^(view|see) (the )?(full|original) (story|article|post)\b.{0,40}$",
             r"(?i)^the post .{1,300} appeared first on .{1,200}$",
-            r"(?i)^(this|the) (article|entry|post) .{0,80}(was )?(originally )?(published|appeared) (on|at|first) .{1,200}$",
-            r"(?i)^(submitted by|posted by) /?u/.*$",
-            r"(?i)^\[?(link|comments|permalink|∞ permalink|read more[^\]]*)\]?$",
+            r"(?i)^(submitted by|posted by) /u/\S+.{0,80}$",
+            r"(?i)^\[(link|comments|permalink|∞ permalink|read more[^\]]{0,40})\]$",
+            r"(?i)^(link|permalink|∞ permalink|read more.{0,20})$",
             r"(?i)^(∞|#|permalink|share|tweet|comments?( \(\d+\))?|\d+ comments?)$",
             r"(?i)^related( posts| articles| stories)?:?$",
             r"^[\s\[\]\(\)…\.»›→|·•-]*$",
@@ -209,9 +209,12 @@ fn strip_boilerplate(paragraph: &str) -> Option<String> {
     });
     let tail = TAIL.get_or_init(|| {
         [
-            r"(?i)\s*submitted by\s+/?u/\S+.*$",
+            // Reddit: "submitted by /u/name [to /r/sub] [link] [comments]".
+            r"(?i)\s*submitted by\s+/u/\S+(\s+to\s+/?r/\S+)?(\s*\[(link|comments)\])*\s*$",
             r"(?i)\s*\[(link|comments)\](\s*\[(link|comments)\])*\s*$",
-            r"(?i)\s*\[?(continue reading|read more|keep reading)[^\]]{0,80}\]?\s*[»›→…\.]*\s*$",
+            // A pointer at the end: in brackets, or marked with an arrow.
+            r"(?i)\s*\[(continue reading|read more|keep reading)[^\]]{0,60}\]\s*$",
+            r"(?i)\s*(continue reading|read more|keep reading)( on [^.]{1,40})?\s*[»›→]+\s*$",
             r"(?i)\s*the post .{1,300} appeared first on .{1,200}$",
             r"(?i)\s*\((more|read more)…?\)\s*$",
             r"\s*\[(…|\.\.\.|&hellip;)\]\s*$",
@@ -302,25 +305,47 @@ fn sentence_end(text: &str, max: usize) -> Option<usize> {
     })
 }
 
+/// Abbreviations whose dot ends no sentence.
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "prof", "gov", "sen", "rep", "gen", "col", "lt", "sgt", "capt", "st",
+    "mt", "jr", "sr", "inc", "ltd", "co", "corp", "bros", "vs", "etc", "no", "nos", "fig",
+    "approx", "est", "dept", "univ", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+    "sept", "oct", "nov", "dec", "e.g", "i.e", "u.s", "u.k", "u.n", "a.m", "p.m",
+];
+
 /// Whether the `c` at byte `i` of `text` ends a sentence, `after` being the
-/// character that follows it: . ! ? (or their CJK forms) before a space, a
-/// closing quote or the end, and not the dot of "U.S." or "Mr.".
+/// character that follows it: . ! ? (or their CJK, Urdu and Hindi forms) before a
+/// space, a closing quote or the end, and not the dot of "Mr." or "U.S.".
 fn is_sentence_end(text: &str, i: usize, c: char, after: Option<char>) -> bool {
-    if !matches!(c, '.' | '!' | '?' | '。' | '！' | '？') {
-        return false;
-    }
-    if matches!(c, '。' | '！' | '？') {
+    if matches!(c, '。' | '！' | '？' | '۔' | '।') {
         return true;
     }
-    if !after.is_none_or(|a| a.is_whitespace() || a == '"' || a == '”') {
+    if !matches!(c, '.' | '!' | '?') {
         return false;
     }
+    if !after.is_none_or(|a| a.is_whitespace() || a == '"' || a == '”' || a == '\'') {
+        return false;
+    }
+    if c != '.' {
+        return true;
+    }
+    // The word before the dot, dots inside it kept ("U.S").
     let word: String = text[..i]
         .chars()
         .rev()
-        .take_while(|ch| ch.is_alphanumeric())
-        .collect();
-    !(c == '.' && word.chars().count() <= 2 && word.chars().all(char::is_alphabetic))
+        .take_while(|ch| ch.is_alphanumeric() || *ch == '.')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<String>()
+        .to_lowercase();
+    let word = word.trim_start_matches('.');
+    if word.is_empty() {
+        return true;
+    }
+    let initial = word.chars().count() == 1 && word.chars().all(char::is_alphabetic);
+    let dotted = word.contains('.') && word.split('.').all(|p| p.chars().count() <= 1);
+    !(initial || dotted || ABBREVIATIONS.contains(&word))
 }
 
 #[cfg(test)]
@@ -353,6 +378,12 @@ mod prose_tests {
             ("<p>Real text.</p><p><a href=\"#\">[Read More Here →]</a></p>", "Real text."),
             ("<p>Real text.</p><p><a href=\"#\">∞ Permalink</a></p>", "Real text."),
             ("&gt; quoted line", "quoted line"),
+            // Prose that only sounds like boilerplate stays.
+            ("<p>Officials said residents can read more on the city website before the vote.</p>", "Officials said residents can read more on the city website before the vote."),
+            ("<p>The petition, submitted by u/civicdata on Reddit, gathered 4,000 names.</p>", "The petition, submitted by u/civicdata on Reddit, gathered 4,000 names."),
+            ("<p>Read more about how the money was spent in the audit, which runs to 300 pages and names every contractor.</p>", "Read more about how the money was spent in the audit, which runs to 300 pages and names every contractor."),
+            ("<p>The post office published its results on Monday.</p>", "The post office published its results on Monday."),
+            ("<p>Apple<a href=\"#\">'s</a> new phone costs <b>$999</b>, the 1<sup>st</sup> price rise.</p>", "Apple's new phone costs $999, the 1st price rise."),
         ];
         for (html, want) in cases {
             assert_eq!(prose(html).paragraphs.join(" "), want, "{html}");
@@ -371,5 +402,27 @@ mod prose_tests {
             "The U.S. dollar rose against every…"
         );
         assert_eq!(cut_summary("short", 40), "short");
+        assert_eq!(
+            cut_summary(
+                "Prices went up. Then the bank stepped in and bought every bond it could find",
+                40
+            ),
+            "Prices went up."
+        );
+        assert_eq!(
+            cut_summary(
+                "Gov. Smith said the rate rose 5%. The bank kept buying bonds all week long",
+                40
+            ),
+            "Gov. Smith said the rate rose 5%."
+        );
+        assert_eq!(
+            derived_title("Acme Inc. raised prices again. Buyers left."),
+            Some("Acme Inc. raised prices again.".into())
+        );
+        assert_eq!(
+            derived_title("بینک نے شرح سود کم کر دی۔ مزید"),
+            Some("بینک نے شرح سود کم کر دی۔".into())
+        );
     }
 }

@@ -355,3 +355,71 @@ fn the_sites_hot_list_lifts_its_stories_to_the_top_and_explain_says_so() {
         "{explain}"
     );
 }
+
+#[test]
+fn an_empty_href_under_an_xml_base_is_no_link_and_code_in_titles_stays() {
+    // WordPress: xml:base is wp-atom.php and every entry's href is empty; the
+    // entries' ids are their pages. Titles with generics are words, not tags.
+    let (_, feed) = read("handmade", "wp-atom-base.atom");
+    let links: Vec<&str> = feed.items.iter().map(|i| i.link.as_str()).collect();
+    assert_eq!(
+        links,
+        [
+            "https://blog.example/2026/02/option/",
+            "https://blog.example/2026/02/vec/"
+        ]
+    );
+    assert_eq!(feed.items[0].title, "Why Option<T> beats null");
+    assert_eq!(feed.items[1].title, "Vec<T> in depth");
+}
+
+#[test]
+fn an_analytics_export_feeds_views_matched_by_path_and_query() {
+    let feed = fixture("handmade/wp-query.xml");
+    let site = Site::new(&[feed.to_str().unwrap()], "");
+    site.ok(&["fetch"]);
+    let csv = fixture("handmade/ga4-export.csv");
+    let imported = site.ok(&["views", "import", csv.to_str().unwrap()]);
+    assert!(
+        imported.contains("imported views for 3 pages"),
+        "{imported}"
+    );
+    assert!(
+        imported.contains("left out") && imported.contains("line 11"),
+        "{imported}"
+    );
+    let json = build_week(&site, "2026-W06");
+    let views = |url: &str| {
+        let all: Vec<&serde_json::Value> = json["selection"]["picks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
+        all.iter().find(|c| c["url"] == url).unwrap()["views"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(views("https://q.example/wallet/launch"), 1200);
+    assert_eq!(views("https://q.example/article.php?id=7"), 300);
+    assert_eq!(views("https://q.example/article.php?id=8"), 1000);
+}
+
+#[test]
+fn a_failed_first_fetch_does_not_turn_the_back_catalogue_into_news() {
+    let site = Site::new(&["later.xml"], "");
+    assert!(
+        !site.run(&["fetch"]).status.success(),
+        "the file is not there yet"
+    );
+    std::fs::write(
+        site.path("later.xml"),
+        r#"<rss version="2.0"><channel><title>Undated</title><link>https://u.example/</link><description>d</description>
+<item><title>An old post without a date</title><link>https://u.example/old-1</link></item>
+<item><title>Another old post without a date</title><link>https://u.example/old-2</link></item>
+</channel></rss>"#,
+    )
+    .unwrap();
+    site.ok(&["fetch"]);
+    let out = site.ok(&["build", "--week", "2026-W07"]);
+    assert!(out.contains("no stories"), "{out}");
+}

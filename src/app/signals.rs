@@ -42,12 +42,35 @@ const COUNT_COLUMNS: &[&str] = &[
     "total users",
 ];
 
+/// A views file read: its rows by key (canonical URL, or path with query), the
+/// rows that name no page (an export's totals row), and the bad lines, each
+/// with why.
+#[derive(Debug, Default)]
+pub struct ViewsFile {
+    pub rows: Vec<(String, u64)>,
+    pub skipped: Vec<String>,
+    pub bad: Vec<String>,
+}
+
+/// The key a page is matched by: the path (no trailing slash) and the query of
+/// its canonical form, so `/article.php?id=7` and `?id=8` stay apart.
+fn path_key(canonical: &str) -> Option<String> {
+    let url = url::Url::parse(canonical).ok()?;
+    let path = url.path().trim_end_matches('/');
+    let path = if path.is_empty() { "/" } else { path };
+    Some(match url.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    })
+}
+
 /// Reads page views from a CSV: ours (`url,views`) or an analytics export
 /// (Plausible, Matomo, GA4, Umami; their columns are recognised by name, `#`
-/// comment lines skipped, `1,234` read as 1234). Addresses are full URLs
-/// (canonicalised) or paths (`/blog/x`, matched against stories' paths).
-/// Errors name the file and line.
-pub fn read_views_csv(path: &Path) -> Result<Vec<(String, u64)>> {
+/// comment lines skipped, `1,234` read as 1234). Addresses are full URLs or
+/// paths (`/blog/x?id=3`, matched against stories' paths and queries). A row
+/// that names no page or holds no count (a totals row) is left out and named;
+/// a file without a page and a count column is an error that names the file.
+pub fn read_views_csv(path: &Path) -> Result<ViewsFile> {
     let file = path.display().to_string();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -70,7 +93,8 @@ pub fn read_views_csv(path: &Path) -> Result<Vec<(String, u64)>> {
             headers.iter().collect::<Vec<_>>().join(", ")
         );
     };
-    let mut rows: Vec<(String, u64)> = Vec::new();
+    let mut out = ViewsFile::default();
+    let mut index: HashMap<String, usize> = HashMap::new();
     for record in reader.records() {
         let record = record.with_context(|| file.clone())?;
         let line = record.position().map(|p| p.line()).unwrap_or(0);
@@ -80,42 +104,47 @@ pub fn read_views_csv(path: &Path) -> Result<Vec<(String, u64)>> {
             .unwrap_or("")
             .replace([',', '_', ' '], "");
         let key = if page.starts_with('/') {
-            let path = page.split(['?', '#']).next().unwrap_or(page);
-            let trimmed = path.trim_end_matches('/');
-            if trimmed.is_empty() { "/" } else { trimmed }.to_string()
+            feed::canonical_url(&format!("https://path.invalid{page}")).and_then(|c| path_key(&c))
         } else {
-            feed::canonical_url(page).with_context(|| {
-                format!("{file}: line {line}: {page:?} is neither an http(s) URL nor a path")
-            })?
+            feed::canonical_url(page)
         };
-        let views: u64 = count
-            .parse()
-            .with_context(|| format!("{file}: line {line}: {count:?} is not a whole number"))?;
+        if page.is_empty() {
+            out.skipped
+                .push(format!("{file}: line {line}: no page (a totals row)"));
+            continue;
+        }
+        let Some(key) = key else {
+            out.bad.push(format!(
+                "{file}: line {line}: {page:?} is neither an http(s) URL nor a path"
+            ));
+            continue;
+        };
+        let Ok(views) = count.parse::<u64>() else {
+            out.bad.push(format!(
+                "{file}: line {line}: {count:?} is not a whole number"
+            ));
+            continue;
+        };
         // The same page on several lines (GA4 splits by screen class): add up.
-        match rows.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => *v += views,
-            None => rows.push((key, views)),
+        match index.get(&key) {
+            Some(&i) => out.rows[i].1 += views,
+            None => {
+                index.insert(key.clone(), out.rows.len());
+                out.rows.push((key, views));
+            }
         }
     }
-    Ok(rows)
+    Ok(out)
 }
 
 /// Views by canonical URL for the week's stories: a row keyed by a full URL
-/// counts for that story, a row keyed by a path for the story with that path.
+/// counts for that story, a row keyed by a path (and query) for the story with
+/// that path (and query).
 fn views_of(stories: &[crate::store::Story], rows: &HashMap<String, u64>) -> HashMap<String, u64> {
     let mut out = HashMap::new();
     for s in stories {
-        let path = url::Url::parse(&s.url)
-            .map(|u| {
-                let p = u.path().trim_end_matches('/').to_string();
-                if p.is_empty() {
-                    "/".into()
-                } else {
-                    p
-                }
-            })
-            .unwrap_or_default();
-        if let Some(v) = rows.get(&s.url).or_else(|| rows.get(&path)) {
+        let by_path = path_key(&s.url).and_then(|k| rows.get(&k));
+        if let Some(v) = rows.get(&s.url).or(by_path) {
             out.insert(s.url.clone(), *v);
         }
     }
@@ -135,7 +164,11 @@ pub(crate) fn week_signals(
 ) -> Result<rank::Signals> {
     let mut views: HashMap<String, u64> = store.views()?;
     if let Some(path) = &config.ranking.views {
-        views.extend(read_views_csv(path)?);
+        let file = read_views_csv(path)?;
+        for line in &file.bad {
+            tracing::warn!("left out of the views: {line}");
+        }
+        views.extend(file.rows);
     }
     let mut listed: HashMap<String, rank::Listed> = HashMap::new();
     let listings = store.listings_since(start)?;
@@ -190,7 +223,18 @@ pub(crate) fn week_signals(
 
 /// `gazette views import FILE`.
 pub fn import_views(store: &mut Store, path: &Path) -> Result<String> {
-    let rows = read_views_csv(path)?;
-    store.import_views(&rows)?;
-    Ok(format!("imported views for {} URLs", rows.len()))
+    let file = read_views_csv(path)?;
+    store.import_views(&file.rows)?;
+    let mut out = format!("imported views for {} pages", file.rows.len());
+    for line in &file.skipped {
+        out += &format!("\n  left out: {line}");
+    }
+    if !file.bad.is_empty() {
+        bail!(
+            "{out}\n{} bad lines (the good ones were stored):\n{}",
+            file.bad.len(),
+            file.bad.join("\n")
+        );
+    }
+    Ok(out)
 }

@@ -14,6 +14,8 @@ pub(super) struct Extras {
     /// `<link/>`): feed-rs resolves that to the feed's own URL, which is no
     /// item's link.
     pub empty_link: bool,
+    /// How many `<link>`s of the item have something in them.
+    pub nonempty_links: usize,
     /// `xml:base` on the item's content or summary: what its relative image
     /// sources resolve against.
     pub content_base: Option<String>,
@@ -30,12 +32,16 @@ pub(super) fn scan(bytes: &[u8]) -> Vec<Extras> {
     let mut buf = Vec::new();
     loop {
         match reader.read_event_into(&mut buf) {
-            Ok(Event::Empty(e)) if in_item > 0 && e.name().local_name().as_ref() == b"link" => {
-                let href = e.try_get_attribute("href").ok().flatten();
-                if href.is_none_or(|h| h.value.iter().all(u8::is_ascii_whitespace)) {
-                    if let Some(last) = out.last_mut() {
-                        last.empty_link = true;
-                    }
+            Ok(Event::Empty(e)) => {
+                let name = e.name();
+                let local = name.local_name();
+                if in_item == 0 && (local.as_ref() == b"item" || local.as_ref() == b"entry") {
+                    // An empty item is still an item: keep the count in step.
+                    out.push(Extras::default());
+                } else if in_item > 0 && local.as_ref() == b"link" {
+                    let href = e.try_get_attribute("href").ok().flatten();
+                    let empty = href.is_none_or(|h| h.value.iter().all(u8::is_ascii_whitespace));
+                    count_link(out.last_mut(), empty);
                 }
             }
             Ok(Event::Start(e)) => {
@@ -67,9 +73,7 @@ pub(super) fn scan(bytes: &[u8]) -> Vec<Extras> {
                         (_, b"link") if href.is_some() => {
                             let empty =
                                 href.is_some_and(|h| h.value.iter().all(u8::is_ascii_whitespace));
-                            if let (true, Some(last)) = (empty, out.last_mut()) {
-                                last.empty_link = true;
-                            }
+                            count_link(out.last_mut(), empty);
                             None
                         }
                         ([], b"link") => Some("link"),
@@ -105,6 +109,17 @@ pub(super) fn scan(bytes: &[u8]) -> Vec<Extras> {
     out
 }
 
+/// Notes one `<link>` of an item, empty or not.
+fn count_link(item: Option<&mut Extras>, empty: bool) {
+    if let Some(item) = item {
+        if empty {
+            item.empty_link = true;
+        } else {
+            item.nonempty_links += 1;
+        }
+    }
+}
+
 fn record(field: Option<&str>, item: Option<&mut Extras>, value: &str) {
     let (Some(field), Some(item)) = (field, item) else {
         return;
@@ -112,7 +127,7 @@ fn record(field: Option<&str>, item: Option<&mut Extras>, value: &str) {
     let value = value.trim();
     match field {
         "orig" => item.orig_link = Some(value.to_string()).filter(|v| !v.is_empty()),
-        "link" => item.empty_link |= value.is_empty(),
+        "link" => count_link(Some(item), value.is_empty()),
         _ => item.comments = value.parse().ok(),
     }
 }
@@ -131,6 +146,8 @@ mod tests {
             Some("https://x.example/a?b=1&c=2")
         );
         assert_eq!(extras[0].comments, Some(12));
-        assert_eq!(extras[1], super::Extras::default());
+        assert_eq!(extras[1].orig_link, None);
+        assert_eq!(extras[1].comments, None);
+        assert_eq!((extras[1].empty_link, extras[1].nonempty_links), (false, 1));
     }
 }

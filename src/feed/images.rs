@@ -5,14 +5,14 @@
 
 use url::Url;
 
-/// Hosts and paths that serve players or videos, not pictures.
+/// Hosts and paths that serve players or videos, not pictures (for addresses
+/// that do not end like a picture).
 const NOT_PICTURES: &[&str] = &[
     "player.vimeo.com",
     "youtube.com/embed",
     "youtube-nocookie.com",
     "/embed/",
     "/player/",
-    "/video/",
     ".mp4",
     ".m4v",
     ".mov",
@@ -21,31 +21,48 @@ const NOT_PICTURES: &[&str] = &[
     ".m4a",
 ];
 
-/// Words in an image's address or class that say it is not the story's picture.
-const NOT_LEAD: &[&str] = &[
+/// Hosts whose images are counters, avatars or tracking, never a story's picture.
+const NOT_LEAD_HOSTS: &[&str] = &[
+    "feeds.feedburner.com",
+    "feedburner.google.com",
+    "stats.wordpress.com",
+    "pixel.wp.com",
+    "gravatar.com",
+    "secure.gravatar.com",
+    "www.gravatar.com",
+    "s.w.org",
+];
+
+/// Whole path segments or file names (without extension) that say an image is
+/// not the story's: `/emoji/…`, `/avatars/…`, `pixel.gif`, `share-button.png`.
+const NOT_LEAD_NAMES: &[&str] = &[
+    "emoji",
+    "emojis",
+    "smilies",
+    "avatar",
+    "avatars",
     "pixel",
+    "spacer",
+    "blank",
     "tracking",
     "tracker",
     "beacon",
-    "/~r/",
-    "/~ff/",
-    "feedburner",
-    "emoji",
-    "smiley",
-    "wp-smiley",
-    "gravatar",
-    "avatar",
     "share",
-    "button",
+    "share-button",
+    "sharing",
     "badge",
+    "badges",
     "icon",
-    "spacer",
-    "blank.gif",
-    "stats.wordpress",
-    "feeds.feedburner",
-    "counter",
+    "icons",
+    "~r",
+    "~ff",
     "1x1",
+    "transparent",
+    "counter",
 ];
+
+/// Words in an `<img>`'s class that say the same.
+const NOT_LEAD_CLASSES: &[&str] = &["wp-smiley", "emoji", "avatar", "share", "icon", "badge"];
 
 /// Whether a URL's path ends like a picture.
 pub(super) fn looks_like_image_url(url: &str) -> bool {
@@ -63,14 +80,38 @@ pub(super) fn looks_like_image_url(url: &str) -> bool {
 /// and (when its size is known) at least 200 px wide.
 pub(super) fn acceptable(url: &str, size: Option<(u32, u32)>) -> bool {
     let lower = url.to_ascii_lowercase();
+    let video = !looks_like_image_url(&lower) && NOT_PICTURES.iter().any(|p| lower.contains(p));
     (lower.starts_with("https://") || lower.starts_with("http://"))
-        && !NOT_PICTURES.iter().any(|p| lower.contains(p))
+        && !video
         && size.is_none_or(|(w, _)| w >= 200)
+}
+
+/// Whether an image's address or class names it a pixel, emoji, avatar or button.
+fn is_decoration(url: &Url, class: &str) -> bool {
+    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+    if NOT_LEAD_HOSTS.contains(&host.as_str()) {
+        return true;
+    }
+    let decorative_segment = url.path_segments().into_iter().flatten().any(|segment| {
+        let segment = segment.to_ascii_lowercase();
+        let stem = segment
+            .rsplit_once('.')
+            .map_or(segment.as_str(), |(s, _)| s);
+        NOT_LEAD_NAMES.contains(&segment.as_str()) || NOT_LEAD_NAMES.contains(&stem)
+    });
+    let class = class.to_ascii_lowercase();
+    decorative_segment
+        || class.split_whitespace().any(|c| {
+            NOT_LEAD_CLASSES
+                .iter()
+                .any(|w| c == *w || c.starts_with(&format!("{w}-")))
+        })
 }
 
 /// The first `<img>` in an item's HTML that can lead a story: not a tracking
 /// pixel, an emoji, an avatar or a share button, and at least 200 px wide when
-/// its size is given. Relative sources resolve against the item's link.
+/// its size is given. Lazy-loaded sources (`data-src`, `srcset`) count.
+/// Relative sources resolve against `base`.
 pub(super) fn first_in_html(
     html: &str,
     base: Option<&Url>,
@@ -79,7 +120,17 @@ pub(super) fn first_in_html(
     let img = scraper::Selector::parse("img").expect("static selector");
     for e in doc.select(&img) {
         let attr = |name: &str| e.value().attr(name).map(str::trim);
-        let Some(src) = attr("src").filter(|s| !s.is_empty() && !s.starts_with("data:")) else {
+        let first_of_srcset = |name: &str| {
+            attr(name).and_then(|set| set.split(',').next()?.split_whitespace().next())
+        };
+        let usable = |s: &&str| !s.is_empty() && !s.starts_with("data:");
+        let Some(src) = attr("src")
+            .filter(usable)
+            .or_else(|| attr("data-src").filter(usable))
+            .or_else(|| attr("data-lazy-src").filter(usable))
+            .or_else(|| first_of_srcset("srcset").filter(usable))
+            .or_else(|| first_of_srcset("data-srcset").filter(usable))
+        else {
             continue;
         };
         let url = match (Url::parse(src), base) {
@@ -90,8 +141,7 @@ pub(super) fn first_in_html(
             },
             _ => continue,
         };
-        let text = format!("{} {}", url.as_str(), attr("class").unwrap_or("")).to_ascii_lowercase();
-        if NOT_LEAD.iter().any(|w| text.contains(w)) {
+        if is_decoration(&url, attr("class").unwrap_or("")) {
             continue;
         }
         let number =

@@ -95,7 +95,9 @@ pub(super) fn parse(
             links,
             orig_link: None,
             title: text(item.get("title")).map(|t| (t, false)),
-            summary_html: text(item.get("summary")),
+            // JSON Feed's summary is plain text: its `<` are words.
+            summary_html: text(item.get("summary"))
+                .map(|t| html_escape::encode_text(&t).into_owned()),
             content_html: text(item.get("content_html")).or_else(|| {
                 text(item.get("content_text")).map(|t| html_escape::encode_text(&t).into_owned())
             }),
@@ -106,6 +108,7 @@ pub(super) fn parse(
                 .and_then(|d| date(&d)),
             comments: None,
             empty_link: false,
+            nonempty_links: 0,
             content_base: None,
         });
     }

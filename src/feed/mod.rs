@@ -102,6 +102,8 @@ struct RawItem {
     /// The item's `<link>` was empty, so a link equal to the feed's own URL is
     /// that empty link resolved, not the item's.
     empty_link: bool,
+    /// How many of its `<link>`s had an address written in them.
+    nonempty_links: usize,
     /// What relative addresses in the item's HTML resolve against, when the
     /// feed says (`xml:base` on its content).
     content_base: Option<String>,
@@ -223,17 +225,24 @@ type RawFeed = (Option<String>, Option<String>, Vec<RawItem>);
 const NOT_THE_PAGE: &[&str] = &["self", "edit", "replies", "enclosure", "license", "payment"];
 
 fn raw_from_entry(entry: feed_rs::model::Entry, extra: extras::Extras) -> RawItem {
-    let mut links: Vec<RawLink> = entry
+    let mut candidates: Vec<&feed_rs::model::Link> = entry
         .links
         .iter()
         .filter(|l| l.rel.as_deref().is_none_or(|r| !NOT_THE_PAGE.contains(&r)))
+        .collect();
+    // The alternate (or unnamed) link first, and a web page before a PDF.
+    candidates.sort_by_key(|l| {
+        let other_rel = l.rel.as_deref().is_some_and(|r| r != "alternate");
+        let not_a_page = l.media_type.as_deref().is_some_and(|t| !t.contains("html"));
+        (other_rel, not_a_page)
+    });
+    let links: Vec<RawLink> = candidates
+        .into_iter()
         .map(|l| RawLink {
             href: l.href.trim().to_string(),
             rel: l.rel.clone(),
         })
         .collect();
-    // The alternate (or unnamed) link first.
-    links.sort_by_key(|l| l.rel.as_deref().is_some_and(|r| r != "alternate"));
     let size = |w: Option<u32>, h: Option<u32>| w.zip(h).filter(|(w, h)| *w > 0 && *h > 0);
     let mut thumbnails = Vec::new();
     let mut contents = Vec::new();
@@ -272,6 +281,7 @@ fn raw_from_entry(entry: feed_rs::model::Entry, extra: extras::Extras) -> RawIte
         published: entry.published.or(entry.updated),
         comments: extra.comments,
         empty_link: extra.empty_link,
+        nonempty_links: extra.nonempty_links,
         content_base: extra.content_base,
     }
 }
@@ -287,8 +297,13 @@ fn title_from_text(t: &feed_rs::model::Text) -> String {
 fn clean_title(content: &str, html: bool) -> String {
     use std::sync::OnceLock;
     static TAG: OnceLock<regex::Regex> = OnceLock::new();
+    // Only tags of HTML's text and of what must never run: `Option<T>` or
+    // `<template>` in a programming headline are words.
     let tag = TAG.get_or_init(|| {
-        regex::Regex::new(r"</?[a-zA-Z][a-zA-Z0-9-]*(\s[^<>]*)?/?>").expect("static pattern")
+        regex::Regex::new(
+            r"(?i)</?(span|b|i|em|strong|a|br|sup|sub|small|big|font|u|s|mark|abbr|cite|q|img|p|div|wbr|ins|del|script|style|iframe|object|embed|svg|video|audio|form|input|button|noscript|h[1-6])(\s[^<>]*)?/?>",
+        )
+        .expect("static pattern")
     });
     if html || tag.is_match(content) {
         html_to_text(content)
@@ -318,9 +333,14 @@ fn item(raw: RawItem, base: Option<&str>, stats: &mut ParseStats) -> Result<Feed
     // An empty href resolved against the feed's address (WordPress's `href=""`)
     // says nothing: the feed's address is then no link of the item's.
     let usable = |link: &String| !(raw.empty_link && Some(link) == feed_url.as_ref());
+    // Every `<link>` of the item was empty: whatever feed-rs resolved them to
+    // (the feed's URL, an `xml:base` such as WordPress's wp-atom.php) is not
+    // the item's page.
+    let only_empty = raw.empty_link && raw.nonempty_links == 0;
     let own_links: Vec<String> = raw
         .links
         .iter()
+        .filter(|_| !only_empty)
         .filter_map(|l| resolve(&l.href, base_url.as_ref()))
         .filter(usable)
         .collect();

@@ -8,23 +8,62 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::store::Story;
 
+/// Words that tell no story apart (English and Spanish; other languages' own
+/// common words weigh little anyway, being in many headlines).
 const STOPWORDS: &[&str] = &[
     "a", "an", "the", "and", "or", "of", "to", "in", "on", "for", "with", "at", "by", "from", "as",
-    "is", "are", "its", "it", "into", "new",
+    "is", "are", "its", "it", "into", "new", "after", "amid", "over", "says", "said", "say",
+    "will", "than", "more", "about", "be", "was", "were", "has", "have", "had", "not", "but",
+    "this", "that", "his", "her", "their", "who", "what", "how", "why", "when", "up", "out", "el",
+    "la", "los", "las", "de", "del", "en", "y", "que", "por", "para", "con", "un", "una", "al",
+    "se",
 ];
 
+/// A crude English stem, so "raises", "raised" and "raise" are one word.
+fn stem(word: &str) -> String {
+    if !word.chars().all(|c| c.is_ascii_alphabetic()) || word.len() <= 3 {
+        return word.to_string();
+    }
+    let mut w = word.to_string();
+    if let Some(base) = w.strip_suffix("ies").filter(|b| b.len() >= 3) {
+        return format!("{base}y");
+    }
+    for suffix in ["ing", "ed", "es", "s"] {
+        if w.len() > suffix.len() + 3 && w.ends_with(suffix) && !w.ends_with("ss") {
+            w.truncate(w.len() - suffix.len());
+            break;
+        }
+    }
+    if w.len() > 4 && w.ends_with('e') {
+        w.pop();
+    }
+    w
+}
+
 /// A headline as a list of comparable words: Unicode-normalised, lower-cased,
-/// punctuation dropped (any script's letters and digits are kept).
+/// punctuation dropped (any script's letters and digits are kept), dotted
+/// initialisms joined ("U.K." is "uk"), common words dropped, English words
+/// stemmed.
 pub fn title_words(title: &str) -> Vec<String> {
+    use std::sync::OnceLock;
+    static INITIALISM: OnceLock<regex::Regex> = OnceLock::new();
+    let initialism =
+        INITIALISM.get_or_init(|| regex::Regex::new(r"\b(?:\p{L}\.){2,}").expect("static pattern"));
     let normalized: String = title.nfkc().collect::<String>().to_lowercase();
-    normalized
+    let joined = initialism.replace_all(&normalized, |c: &regex::Captures| c[0].replace('.', ""));
+    joined
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty() && !STOPWORDS.contains(w))
         // A lone Latin letter is a possessive's "s" or an initial: no signal.
         .filter(|w| !(w.len() == 1 && w.chars().all(|c| c.is_ascii_alphabetic())))
-        .map(str::to_string)
+        .map(stem)
         .collect()
 }
+
+/// Two stories from one feed with the same headline are one story only when
+/// published within twelve hours (a story in two sections); a day apart, a
+/// series ("Morning briefing").
+const SAME_DAY_SECONDS: i64 = 12 * 3600;
 
 struct UnionFind(Vec<usize>);
 
@@ -71,18 +110,27 @@ pub fn fold_duplicates(stories: &[Story]) -> Vec<Vec<usize>> {
         .map(|s| title_words(&s.title).into_iter().collect())
         .collect();
     let mut uf = UnionFind((0..stories.len()).collect());
-    let mut exact: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut exact: HashMap<Vec<String>, Vec<usize>> = HashMap::new();
     for (i, s) in stories.iter().enumerate() {
+        // A title gazette made from the text is no headline to match.
+        if s.title_derived {
+            continue;
+        }
         let key = title_words(&s.title);
         if key.is_empty() {
             continue;
         }
-        match exact.get(&key) {
-            Some(&j) => uf.union(i, j),
-            None => {
-                exact.insert(key, i);
+        let same = exact.entry(key).or_default();
+        for &j in same.iter() {
+            let other = &stories[j];
+            let across_feeds = s.sources.iter().all(|x| !other.sources.contains(x));
+            let close =
+                (s.published_at - other.published_at).num_seconds().abs() <= SAME_DAY_SECONDS;
+            if across_feeds || close {
+                uf.union(i, j);
             }
         }
+        same.push(i);
     }
     let mut index: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, w) in words.iter().enumerate() {

@@ -421,3 +421,50 @@ fn views_and_age_move_the_score_and_ties_break_by_url() {
     .unwrap();
     assert_eq!(sel.picks[0].url, "https://a.example/z");
 }
+
+#[test]
+fn a_daily_series_from_one_feed_stays_apart_and_small_rewordings_across_feeds_fold() {
+    let mut stories: Vec<Story> = (2..=6)
+        .map(|day| {
+            story(
+                day as i64,
+                &format!("https://a.example/briefing/{day}"),
+                "Morning briefing",
+                day,
+                &[],
+            )
+        })
+        .collect();
+    assert_eq!(
+        fold_duplicates(&stories).len(),
+        5,
+        "five days, five briefings"
+    );
+    let wire = |id: i64, title: &str| {
+        let mut s = story(id, &format!("https://wire.example/{id}"), title, 4, &[]);
+        s.sources = vec!["Wire".into()];
+        s
+    };
+    stories.push(story(
+        20,
+        "https://a.example/boe",
+        "Bank of England raises rates as U.K. inflation bites",
+        4,
+        &[],
+    ));
+    stories.push(wire(
+        21,
+        "Bank of England raised rates as UK inflation bites",
+    ));
+    stories.push(story(
+        22,
+        "https://a.example/ecb",
+        "ECB holds rates steady for a third month",
+        4,
+        &[],
+    ));
+    stories.push(wire(23, "Oil prices jump as OPEC cuts output"));
+    let groups = fold_duplicates(&stories);
+    assert!(groups.contains(&vec![5, 6]), "{groups:?}");
+    assert_eq!(groups.len(), 8, "{groups:?}");
+}

@@ -55,7 +55,8 @@ pub struct Listing {
 pub struct FeedState {
     pub id: i64,
     pub validators: Validators,
-    /// False on a feed's first fetch: what it lists then is its back catalogue.
+    /// False until a fetch of the feed succeeded: what it lists on its first
+    /// good fetch is its back catalogue.
     pub fetched_before: bool,
 }
 
@@ -79,7 +80,7 @@ impl Store {
                     etag: r.get("etag")?,
                     last_modified: r.get("last_modified")?,
                 },
-                fetched_before: r.get::<_, Option<i64>>("last_fetched_at")?.is_some(),
+                fetched_before: r.get::<_, Option<i64>>("last_ok_at")?.is_some(),
             })
         })?)
     }

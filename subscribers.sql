@@ -167,6 +167,15 @@ CREATE TABLE listings (
 ) WITHOUT ROWID;
 CREATE INDEX listings_by_time ON listings(seen_at);
 
+-- A subscriber id is never given twice: an old link (unsubscribe, "your data")
+-- must never reach a new person. SQLite reuses the highest rowid after it is
+-- deleted, so deletions record the highest id ever used and inserts go past it.
+CREATE TRIGGER subscribers_id_high_water AFTER DELETE ON subscribers
+BEGIN
+    INSERT INTO meta (key, value) VALUES ('subscriber_id_high_water', OLD.id)
+    ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), OLD.id);
+END;
+
 -- query: feed_upsert
 INSERT INTO feeds (url, name) VALUES (?1, ?2)
 ON CONFLICT (url) DO UPDATE SET name = excluded.name
@@ -249,8 +258,11 @@ ON CONFLICT (url) DO UPDATE SET views = excluded.views;
 SELECT url, views FROM views;
 
 -- query: subscriber_insert
-INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+INSERT INTO subscribers (id, email, email_key, name, status, created_at, updated_at)
+VALUES (
+    max(coalesce((SELECT max(id) FROM subscribers), 0),
+        coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'subscriber_id_high_water'), 0)) + 1,
+    ?1, ?2, ?3, ?4, ?5, ?5)
 ON CONFLICT (email_key) DO NOTHING;
 
 -- query: subscriber_by_email

@@ -59,6 +59,13 @@ fn untrusted(s: &str) -> String {
     clean_line(s).replace(MARKER_START, "{ {gazette:")
 }
 
+/// An address from outside (a story's link, its picture), made safe to place
+/// in an attribute: its braces percent-encoded, so no placeholder can be in it
+/// and a subscriber's personal links are never spliced into a feed's URL.
+fn untrusted_url(s: &str) -> String {
+    clean_line(s).replace('{', "%7B").replace('}', "%7D")
+}
+
 fn short_date(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%-d %b").to_string()
 }
@@ -216,19 +223,19 @@ fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
         tr { td class="story" {
             @if lead {
                 @if let Some(img) = &c.image {
-                    a href=(c.reader_link()) {
+                    a href=(untrusted_url(c.reader_link())) {
                         // Width and height keep the layout steady while the image
                         // loads, and Outlook needs the width; CSS lets it shrink.
                         @if let Some(height) = hero_height(c.image_size) {
-                            img class="hero" src=(img) alt=(title) width=(HERO_WIDTH) height=(height);
+                            img class="hero" src=(untrusted_url(img)) alt=(title) width=(HERO_WIDTH) height=(height);
                         } @else {
-                            img class="hero" src=(img) alt=(title) width=(HERO_WIDTH);
+                            img class="hero" src=(untrusted_url(img)) alt=(title) width=(HERO_WIDTH);
                         }
                     }
                 }
             }
             p class="kicker" dir="auto" { (kicker) }
-            h2 class="headline" dir="auto" { a href=(c.reader_link()) { (title) } }
+            h2 class="headline" dir="auto" { a href=(untrusted_url(c.reader_link())) { (title) } }
             @if !summary.is_empty() {
                 p class="summary" dir="auto" { (summary) }
             }
@@ -237,11 +244,11 @@ fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
                 // Word renderer, which ignores padding on links, still shows it.
                 table role="presentation" cellpadding="0" cellspacing="0" border="0" {
                     tr { td class="button" bgcolor="#0b4f9c" {
-                        a class="button-link" href=(c.reader_link()) { "Read the story →" }
+                        a class="button-link" href=(untrusted_url(c.reader_link())) { "Read the story →" }
                     } }
                 }
             } @else {
-                p class="more" { a href=(c.reader_link()) { "Read the story →" } }
+                p class="more" { a href=(untrusted_url(c.reader_link())) { "Read the story →" } }
             }
         } }
     }
@@ -344,7 +351,7 @@ fn render_text(selection: &Selection, choices: &EditorChoices, ctx: &RenderConte
         }
     }
     for (i, c) in selection.picks.iter().enumerate() {
-        links.push(c.reader_link().to_string());
+        links.push(untrusted_url(c.reader_link()));
         let number = format!("{}. ", i + 1);
         let indent = " ".repeat(number.len());
         let head = wrap(

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 
@@ -44,16 +44,23 @@ pub struct Scheduler {
     handled_send: Option<DateTime<Utc>>,
 }
 
+/// `now` to the whole second: cron times are whole seconds, and an occurrence
+/// computed from a clock with a sub-second part keeps that part, so it would
+/// never equal the occurrence already handled (and fire on every tick).
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
 fn previous(cron: &Cron, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-    cron.find_previous_occurrence(&now.with_timezone(&tz), true)
+    cron.find_previous_occurrence(&whole_second(now).with_timezone(&tz), true)
         .ok()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| whole_second(t.with_timezone(&Utc)))
 }
 
 fn next(cron: &Cron, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&now.with_timezone(&tz), false)
+    cron.find_next_occurrence(&whole_second(now).with_timezone(&tz), false)
         .ok()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| whole_second(t.with_timezone(&Utc)))
 }
 
 impl Scheduler {
@@ -122,6 +129,32 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_real_clock_with_sub_seconds_fires_each_time_once() {
+        let schedule = Schedule {
+            fetch: Some("0 * * * *".parse().unwrap()),
+            send: Some("0 8 * * MON".parse().unwrap()),
+            max_lateness: Duration::from_secs(86400),
+        };
+        let mut s = Scheduler::new(&schedule, chrono_tz::UTC);
+        // A real clock's reading: nanoseconds and all, ticking on.
+        let start = Utc::now();
+        let mut fetches = 0;
+        let mut sends = 0;
+        for tick in 0..50 {
+            let now = start + chrono::Duration::milliseconds(tick * 137);
+            for a in s.due(now, |_| false) {
+                match a {
+                    Action::Fetch => fetches += 1,
+                    _ => sends += 1,
+                }
+            }
+        }
+        assert!(start.nanosecond() > 0 || fetches == 1);
+        assert_eq!(fetches, 1, "one fetch for the hour, not one a tick");
+        assert!(sends <= 1, "the week's send (or its skip) once: {sends}");
+    }
 
     fn scheduler(max_lateness_hours: u64) -> Scheduler {
         Scheduler::new(

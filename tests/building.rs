@@ -318,3 +318,25 @@ fn an_issue_gmail_would_clip_drops_its_lowest_ranked_stories_but_never_a_pin() {
         .unwrap();
     assert!(size <= 100 * 1024, "{size}");
 }
+
+#[test]
+fn an_issue_is_frozen_once_its_send_began() {
+    let (_server, site) = fetched_site("");
+    site.import_people("reader", 2);
+    site.ok(&["send", "--week", "2026-W06"]);
+    let before = std::fs::read(site.path("digests/2026-W06/digest.html")).unwrap();
+    std::fs::write(
+        site.path("digests/2026-W06/issue.toml"),
+        "subject = \"Another subject\"\n",
+    )
+    .unwrap();
+    let out = site.run(&["build", "--week", "2026-W06"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("2026-W06") && err.contains("frozen"), "{err}");
+    assert_eq!(
+        std::fs::read(site.path("digests/2026-W06/digest.html")).unwrap(),
+        before,
+        "the built issue is untouched"
+    );
+}

@@ -113,3 +113,34 @@ fn a_backup_restores_and_bad_files_are_refused() {
         vec![("active".to_string(), 3)]
     );
 }
+
+#[test]
+fn a_feed_cannot_have_personal_links_spliced_into_its_urls() {
+    let feed = crate::util::fixture("handmade/harvest.xml");
+    let site = crate::util::Site::new(&[feed.to_str().unwrap()], "");
+    site.import_people("reader", 2);
+    site.ok(&["fetch"]);
+    site.ok(&["send", "--week", "2026-W06"]);
+    let outbox = site.path("digests/2026-W06/outbox");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(outbox).unwrap() {
+        let raw = std::fs::read(entry.unwrap().path()).unwrap();
+        let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        let html = message.body_html(0).unwrap().into_owned();
+        let text = message.body_text(0).unwrap().into_owned();
+        for part in [&html, &text] {
+            // Every personal link is gazette's own: none sits in a feed's URL.
+            for line in part.lines() {
+                if line.contains("evil.example") || line.contains("tracker.example") {
+                    assert!(!line.contains("/u/") && !line.contains("/data/"), "{line}");
+                }
+            }
+            assert!(
+                !part.contains("{{gazette:"),
+                "a placeholder was left unfilled"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+}

@@ -11,7 +11,7 @@ use gazette::store::Status;
 use reqwest::blocking::Client;
 
 use crate::mailserver::{Faults, MailServer};
-use crate::util::{fixture, stderr, Site};
+use crate::util::{fixture, stderr, FeedServer, Site};
 
 pub const SECRET: &str = "serve-secret-0123456789";
 
@@ -385,7 +385,7 @@ fn the_preview_needs_the_admin_token_when_one_is_set() {
 
     let guarded = Serving::start(
         &site,
-        &[("GAZETTE_SERVER__ADMIN_TOKEN", "editor-token")],
+        &[("GAZETTE_SERVER__ADMIN_TOKEN", "editor-token-0123456")],
         crate::util::NOW,
     );
     assert_eq!(
@@ -407,7 +407,7 @@ fn the_preview_needs_the_admin_token_when_one_is_set() {
         403
     );
     assert_eq!(
-        http.get(guarded.url("/preview/2026-W06?token=editor-token"))
+        http.get(guarded.url("/preview/2026-W06?token=editor-token-0123456"))
             .send()
             .unwrap()
             .status(),
@@ -415,7 +415,7 @@ fn the_preview_needs_the_admin_token_when_one_is_set() {
     );
     let r = http
         .get(guarded.url("/preview/2026-W06"))
-        .bearer_auth("editor-token")
+        .bearer_auth("editor-token-0123456")
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -542,4 +542,27 @@ fn sigterm_finishes_and_records_the_deliveries_in_flight() {
         "every message the server took is recorded"
     );
     assert!(sent < 60, "the send stopped early");
+}
+
+#[test]
+fn the_schedule_fetches_once_per_occurrence_on_a_real_clock() {
+    // `gazette serve` with its own clock (the pretended start plus real, unrounded
+    // time elapsed): an hourly fetch is due once at start, then not again within
+    // the hour, however often the loop wakes.
+    let server = FeedServer::start(&["site.rss"]);
+    let site = Site::new(
+        &[&server.url("site.rss")],
+        "\n[server]\nlisten = \"127.0.0.1:0\"\n\n[schedule]\nfetch = \"0 * * * *\"\nsend = \"0 8 * * MON\"\n",
+    );
+    let mut child = site
+        .command(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let fetches = server.statuses("site.rss").len();
+    assert_eq!(fetches, 1, "fetched {fetches} times in 4.5 s of real time");
 }

@@ -134,6 +134,18 @@ pub fn build(
     week: IsoWeek,
     now: DateTime<Utc>,
 ) -> Result<Option<Built>> {
+    // Once a send began, the issue is what subscribers received: frozen for
+    // every path, so no one gets another subject and the archive stays true.
+    if store.send_started(&week.to_string())? {
+        let counts = match store.issue_id(&week.to_string())? {
+            Some(id) => store.ledger_counts(id)?,
+            None => Default::default(),
+        };
+        bail!(
+            "{week}: a send of this issue has begun ({} delivered so far), so the issue is frozen; digests/{week}/ is what subscribers receive",
+            counts.sent
+        );
+    }
     let Some(ranked) = rank_week(config, store, week, now)? else {
         return Ok(None);
     };

@@ -253,3 +253,19 @@ fn smtp_retry_base_and_pipelining_errors_name_the_key() {
         assert!(e.contains(var) && !e.contains("config.toml"), "{e}");
     }
 }
+
+#[test]
+fn an_empty_or_short_admin_token_is_refused_by_its_variable() {
+    for token in ["", " ", "short"] {
+        let e = parse(MINIMAL, &[("GAZETTE_SERVER__ADMIN_TOKEN", token)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("GAZETTE_SERVER__ADMIN_TOKEN"), "{e}");
+        assert!(e.contains("at least 16"), "{e}");
+    }
+    assert!(parse(
+        MINIMAL,
+        &[("GAZETTE_SERVER__ADMIN_TOKEN", "a-long-enough-token")]
+    )
+    .is_ok());
+}

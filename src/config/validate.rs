@@ -269,6 +269,9 @@ fn ranking(cx: &Context, r: RawRanking) -> Result<Ranking, ConfigError> {
     })
 }
 
+/// The shortest admin token accepted.
+const MIN_ADMIN_TOKEN: usize = 16;
+
 fn server(cx: &Context, s: RawServer) -> Result<Server, ConfigError> {
     let listen = s.listen.parse().map_err(|_| {
         cx.error(
@@ -278,6 +281,15 @@ fn server(cx: &Context, s: RawServer) -> Result<Server, ConfigError> {
     })?;
     if s.confirm_hours == 0 {
         return Err(cx.error("server.confirm_hours", "must be at least 1"));
+    }
+    // An empty token would open the preview to anyone who sends `?token=`.
+    if let Some(token) = &s.admin_token {
+        if token.expose().trim().chars().count() < MIN_ADMIN_TOKEN {
+            return Err(cx.error(
+                "server.admin_token",
+                format!("must be at least {MIN_ADMIN_TOKEN} characters (unset it to allow loopback clients only)"),
+            ));
+        }
     }
     Ok(Server {
         listen,

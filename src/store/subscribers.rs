@@ -371,3 +371,32 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_is_never_given_twice_so_old_links_reach_nobody_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let now = Utc::now();
+        let add = |store: &mut Store, email: &str| match store
+            .add_subscriber(email, None, Status::Active, Origin::Operator, now)
+            .unwrap()
+        {
+            Added::New(id) => id,
+            other => panic!("{other:?}"),
+        };
+        let a = add(&mut store, "a@x.example");
+        let b = add(&mut store, "b@x.example");
+        // The highest id goes (erased, or removed): the next address gets a new one.
+        assert!(store.wipe_subscriber(b, now).unwrap());
+        let c = add(&mut store, "c@x.example");
+        assert!(c > b, "{c} reuses {b}");
+        store.remove_subscriber(c).unwrap();
+        let d = add(&mut store, "d@x.example");
+        assert!(d > c && a < b);
+        assert!(store.subscriber(b).unwrap().is_none());
+    }
+}

@@ -462,3 +462,10 @@ ORDER BY seen_at, page, position;
 -- week after week is a recurring post.
 -- query: titles_published_between
 SELECT title FROM stories WHERE published_at >= ?1 AND published_at < ?2;
+
+-- Subscriptions never confirmed, requested before a time: they expire.
+-- query: subscribers_expire_pending
+DELETE FROM subscribers WHERE status = 'pending' AND created_at < ?1
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber_id = subscribers.id)
+  AND NOT EXISTS (SELECT 1 FROM unsubscribe_events e WHERE e.subscriber_id = subscribers.id)
+  AND NOT EXISTS (SELECT 1 FROM bounce_events b WHERE b.subscriber_id = subscribers.id);

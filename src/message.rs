@@ -239,7 +239,9 @@ fn build_with(
             address: to.email.clone(),
             reason: e.to_string(),
         })?;
-    let name = to.name.as_deref().map(clean_line).filter(|n| !n.is_empty());
+    // Bounded here too: a name stored before names were bounded must not make
+    // a header no server accepts, and so stop everyone's delivery.
+    let name = to.name.as_deref().and_then(crate::text::person_name);
     let token = signer.unsubscribe_token(to.id);
     let unsubscribe_url = head.unsubscribe_url(&token);
     let data_url = format!("{}{}", head.data_base, signer.data_token(to.id));
@@ -430,6 +432,19 @@ mod tests {
             false,
         )?;
         Ok(String::from_utf8(m.formatted()).unwrap())
+    }
+
+    #[test]
+    fn a_very_long_name_makes_no_header_line_a_server_refuses() {
+        let c = config("");
+        let name = "x".repeat(5000);
+        let m = formatted(&c, "Subject", "a@example.com", Some(&name)).unwrap();
+        let head = m.split("\r\n\r\n").next().unwrap();
+        assert!(
+            head.split("\r\n").all(|l| l.len() <= 998),
+            "a header line passes 998 octets"
+        );
+        assert!(head.contains(&"x".repeat(crate::text::MAX_NAME_CHARS)));
     }
 
     #[test]

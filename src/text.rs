@@ -46,6 +46,19 @@ mod tests {
     }
 }
 
+/// The longest name a subscriber can have, in characters: enough for any real
+/// name, short enough that a `To:` header stays far under 998 octets.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// A person's name as typed (a form, a CSV): one line, at most
+/// [`MAX_NAME_CHARS`] characters; `None` when nothing is left.
+pub fn person_name(s: &str) -> Option<String> {
+    let line = clean_line(s);
+    let name: String = line.chars().take(MAX_NAME_CHARS).collect();
+    let name = name.trim().to_string();
+    (!name.is_empty()).then_some(name)
+}
+
 // ---------------------------------------------------------------- prose from feed HTML
 
 /// Elements whose content is never prose: media, scripts, forms, footnote marks,

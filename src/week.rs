@@ -22,6 +22,11 @@ pub struct WeekParseError(String);
 
 impl IsoWeek {
     pub fn new(year: i32, week: u32) -> Option<IsoWeek> {
+        // Years a newsletter can have: far from chrono's limits, where the
+        // week's bounds would overflow.
+        if !(1970..=9999).contains(&year) {
+            return None;
+        }
         NaiveDate::from_isoywd_opt(year, week, Weekday::Mon).map(|_| IsoWeek { year, week })
     }
 
@@ -111,6 +116,13 @@ impl From<IsoWeek> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn years_far_off_are_refused_not_a_panic() {
+        assert!("262143-W01".parse::<IsoWeek>().is_err());
+        assert!("0001-W01".parse::<IsoWeek>().is_err());
+        assert!("2026-W06".parse::<IsoWeek>().is_ok());
+    }
 
     #[test]
     fn parses_and_prints() {

@@ -340,3 +340,28 @@ fn an_issue_is_frozen_once_its_send_began() {
         "the built issue is untouched"
     );
 }
+
+#[test]
+fn a_stray_quote_costs_its_own_line_only_and_every_line_is_accounted_for() {
+    let site = Site::new(&["feed.xml"], "");
+    let mut csv = String::from("email,name\n");
+    for i in 1..=50 {
+        if i % 10 == 0 {
+            csv += &format!("\"bad{i}@x.example,B\n");
+        } else if i % 10 == 5 {
+            csv += &format!("extra{i}@x.example,Name,surplus\n");
+        } else {
+            csv += &format!("good{i}@x.example,Person {i}\n");
+        }
+    }
+    std::fs::write(site.path("people.csv"), csv).unwrap();
+    let out = site.run(&["subscribers", "import", "people.csv"]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("added 40"), "{stdout}");
+    assert!(stdout.contains("bad lines 10"), "{stdout}");
+    // The stray quote on line 11 (bad10) is named, and the line after it stored.
+    assert!(stdout.contains("people.csv: line 11: a quote"), "{stdout}");
+    assert!(stdout.contains("people.csv: line 6: 3 fields"), "{stdout}");
+    assert_eq!(site.count("SELECT count(*) FROM subscribers"), 40);
+}

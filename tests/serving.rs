@@ -566,3 +566,38 @@ fn the_schedule_fetches_once_per_occurrence_on_a_real_clock() {
     let fetches = server.statuses("site.rss").len();
     assert_eq!(fetches, 1, "fetched {fetches} times in 4.5 s of real time");
 }
+
+#[test]
+fn unconfirmed_subscriptions_expire_and_names_are_bounded() {
+    let site = sent_site(1, "\n[server]\nconfirm_hours = 1\n");
+    let server = Serving::start(&site, &[], crate::util::NOW);
+    let http = client();
+    let long_name = "n".repeat(100_000);
+    http.post(server.url("/subscribe"))
+        .form(&[("email", "first@example.com"), ("name", long_name.as_str())])
+        .send()
+        .unwrap();
+    let name: String = site
+        .db()
+        .query_row(
+            "SELECT name FROM subscribers WHERE email = 'first@example.com'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(name.chars().count(), gazette::text::MAX_NAME_CHARS);
+    // Two hours on, another request: the first, never confirmed, is gone.
+    server.set_now("2026-02-12T11:00:01Z");
+    http.post(server.url("/subscribe"))
+        .form(&[("email", "second@example.com")])
+        .send()
+        .unwrap();
+    assert_eq!(
+        site.count("SELECT count(*) FROM subscribers WHERE email = 'first@example.com'"),
+        0
+    );
+    assert_eq!(
+        site.count("SELECT count(*) FROM subscribers WHERE email = 'second@example.com'"),
+        1
+    );
+}

@@ -16,7 +16,6 @@ use crate::feed::{self, FeedError, Fetched};
 use crate::rank::{self, RankSettings, Selection};
 use crate::render::{self, DigestRecord, Issue, RenderContext};
 use crate::store::{Added, Origin, Status, Store, StoreCounts, UnsubscribeMethod};
-use crate::text::clean_line;
 use crate::token::Signer;
 use crate::week::IsoWeek;
 

@@ -8,6 +8,8 @@ use super::*;
 pub enum InvalidAddress {
     #[error("no address")]
     Empty,
+    #[error("longer than the 254 characters an address can have")]
+    TooLong,
     #[error("{address:?} is not an email address ({reason})")]
     Malformed {
         address: String,
@@ -20,6 +22,10 @@ pub fn valid_address(email: &str) -> Result<String, InvalidAddress> {
     let trimmed = email.trim();
     if trimmed.is_empty() {
         return Err(InvalidAddress::Empty);
+    }
+    // RFC 5321 allows no longer path.
+    if trimmed.len() > 254 {
+        return Err(InvalidAddress::TooLong);
     }
     trimmed
         .parse::<lettre::Address>()
@@ -61,16 +67,35 @@ pub fn import_subscribers(
     now: DateTime<Utc>,
 ) -> Result<ImportReport> {
     let file = path.display().to_string();
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .with_context(|| format!("reading {file}"))?;
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{file}: line 1"))?
-        .clone();
+    let bytes = std::fs::read(path).with_context(|| format!("reading {file}"))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim_start_matches('\u{feff}');
+    // Line by line: a stray quote on one line must not swallow the lines after
+    // it (a CSV reader would read on to the next quote). Every line is stored or
+    // reported by its number.
+    let parse_line = |line: &str| -> Result<csv::StringRecord, String> {
+        if line.matches('"').count() % 2 == 1 {
+            // (Checked before the reader, which would read on to a later quote.)
+            return Err("a quote is opened and never closed".into());
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(line.as_bytes());
+        match reader.records().next() {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Ok(csv::StringRecord::new()),
+        }
+    };
+    let all: Vec<&str> = text.lines().collect();
+    let headers = all
+        .first()
+        .map(|l| parse_line(l))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{file}: line 1: {e}"))?
+        .unwrap_or_default();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let email_col = col("email").with_context(|| {
         format!("{file}: line 1: the header must name an `email` column (and optionally `name`)")
@@ -82,12 +107,34 @@ pub fn import_subscribers(
     let mut seen = std::collections::HashSet::new();
     // (line, address, name) of every good line, stored together below.
     let mut good: Vec<(usize, String, Option<String>)> = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
-        let record = match record {
+    let mut i = 1;
+    while i < all.len() {
+        let line = i + 1;
+        let mut raw = all[i].to_string();
+        i += 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        // A quoted field may hold a line break (valid CSV): the next line joins
+        // it when that closes the quote; else this line alone is bad.
+        if raw.matches('"').count() % 2 == 1 && i < all.len() {
+            let joined = format!("{raw}\n{}", all[i]);
+            if joined.matches('"').count() % 2 == 0 {
+                raw = joined;
+                i += 1;
+            }
+        }
+        let record = match parse_line(&raw) {
+            Ok(r) if r.len() > headers.len() => {
+                bad.push((
+                    line,
+                    format!("{} fields, but the header names {}", r.len(), headers.len()),
+                ));
+                continue;
+            }
             Ok(r) => r,
             Err(e) => {
-                bad.push((line, e.to_string()));
+                bad.push((line, e));
                 continue;
             }
         };
@@ -104,8 +151,7 @@ pub fn import_subscribers(
         }
         let name = name_col
             .and_then(|c| record.get(c))
-            .map(clean_line)
-            .filter(|n| !n.is_empty());
+            .and_then(crate::text::person_name);
         good.push((line, email, name));
     }
     let outcomes = store.import_subscribers(
@@ -141,7 +187,7 @@ pub fn add_subscriber(
     now: DateTime<Utc>,
 ) -> Result<String> {
     let email = valid_address(email)?;
-    let name = name.map(clean_line).filter(|n| !n.is_empty());
+    let name = name.and_then(crate::text::person_name);
     match store.add_subscriber(
         &email,
         name.as_deref(),

@@ -293,6 +293,15 @@ impl Store {
         })
     }
 
+    /// Forgets subscriptions requested before `before` and never confirmed (a
+    /// stranger's request for someone else's address expires); how many.
+    pub fn expire_pending(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(sql::SUBSCRIBERS_EXPIRE_PENDING)?
+            .execute(params![to_unix(before)])?)
+    }
+
     /// Deletes a subscriber with their ledger rows and events.
     pub fn remove_subscriber(&mut self, id: i64) -> Result<(), StoreError> {
         self.in_transaction(|tx| delete_subscriber_in(tx, id))

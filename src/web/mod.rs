@@ -338,11 +338,14 @@ async fn subscribe(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .allow(&format!("to:{}", email.to_lowercase()), 3, Instant::now());
-    let name = Some(crate::text::clean_line(&form.name)).filter(|n| !n.is_empty());
+    let name = crate::text::person_name(&form.name);
     let now = state.now();
     let for_mail = email.clone();
+    let confirm_hours = i64::from(state.config.server.confirm_hours);
     let pending = state
         .db(move |s| {
+            // Unconfirmed requests older than a confirmation link's life are gone.
+            s.expire_pending(now - chrono::Duration::hours(confirm_hours))?;
             let added = s.add_subscriber(
                 &for_mail,
                 name.as_deref(),

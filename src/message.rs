@@ -8,7 +8,25 @@
 
 use std::time::SystemTime;
 
-use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+
+/// The headers a DKIM signature covers. Not Content-Type: lettre writes the
+/// multipart's Content-Type with the body, after signing, so it cannot be in
+/// what lettre hashes (the body hash covers the parts).
+const DKIM_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+];
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
@@ -67,10 +85,23 @@ impl Letterhead {
                         reason: format!("{e} (an RSA key in PKCS#1 PEM, or a base64 Ed25519 key)"),
                     }
                 })?;
-                Some(DkimConfig::default_config(
+                // relaxed/relaxed: what a relay may refold or re-space still
+                // verifies. The headers a receiver acts on are signed, the
+                // List-Unsubscribe pair included (RFC 8058 §4).
+                let headers = DKIM_HEADERS
+                    .iter()
+                    .map(|h| lettre::message::header::HeaderName::new_from_ascii_str(h))
+                    .collect();
+                let relaxed = DkimCanonicalization {
+                    header: DkimCanonicalizationType::Relaxed,
+                    body: DkimCanonicalizationType::Relaxed,
+                };
+                Some(DkimConfig::new(
                     d.selector.clone(),
                     d.domain.clone(),
                     key,
+                    headers,
+                    relaxed,
                 ))
             }
         };

@@ -9,6 +9,7 @@ mod bounces;
 mod browser;
 mod building;
 mod concurrency;
+mod dkim;
 mod feeds;
 mod inbox;
 mod privacy;

@@ -23,6 +23,32 @@ pub enum FeedOutcome {
     },
 }
 
+/// The per-feed limits of `[fetch]`.
+fn fetch_limits(config: &Config) -> feed::FetchLimits {
+    feed::FetchLimits {
+        timeout: Duration::from_secs(config.fetch.timeout_secs),
+        max_bytes: config.fetch.max_bytes,
+    }
+}
+
+/// Parses a fetched feed: relative links resolve against its URL (a file feed's
+/// own `rel="self"` link, found by the parser); dates without a zone are the
+/// newsletter's.
+fn parse_fetched(
+    source: &crate::config::FeedSource,
+    bytes: &[u8],
+    zone: chrono_tz::Tz,
+) -> Result<feed::ParsedFeed, FeedError> {
+    let base = source.http_url().map(|u| u.to_string());
+    feed::parse_with(
+        bytes,
+        &feed::ParseOptions {
+            base: base.as_deref(),
+            zone,
+        },
+    )
+}
+
 /// `gazette fetch`: reads every feed (concurrently), stores what parsed. A broken
 /// feed does not stop the others; the caller turns any failure into an exit code.
 pub async fn fetch(
@@ -30,10 +56,7 @@ pub async fn fetch(
     store: &mut Store,
     now: DateTime<Utc>,
 ) -> Result<Vec<FeedReport>> {
-    let limits = feed::FetchLimits {
-        timeout: Duration::from_secs(config.fetch.timeout_secs),
-        max_bytes: config.fetch.max_bytes,
-    };
+    let limits = fetch_limits(config);
     let client = feed::http_client(&limits);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, source) in config.feeds.iter().enumerate() {
@@ -48,17 +71,7 @@ pub async fn fetch(
                     bytes,
                     etag,
                     last_modified,
-                }) => {
-                    let base = match &source.location {
-                        crate::config::FeedLocation::Http(u) => Some(u.to_string()),
-                        crate::config::FeedLocation::File(_) => None,
-                    };
-                    let options = feed::ParseOptions {
-                        base: base.as_deref(),
-                        zone,
-                    };
-                    feed::parse_with(&bytes, &options).map(|p| Some((p, etag, last_modified)))
-                }
+                }) => parse_fetched(&source, &bytes, zone).map(|p| Some((p, etag, last_modified))),
                 Ok(Fetched::NotModified) => Ok(None),
                 Err(e) => Err(e),
             };
@@ -126,14 +139,10 @@ async fn fetch_listing(
     let Fetched::Body { bytes, .. } = fetched else {
         return Ok(Vec::new());
     };
-    let base = match &page.source.location {
-        crate::config::FeedLocation::Http(u) => Some(u.clone()),
-        crate::config::FeedLocation::File(_) => None,
-    };
     feed::listed_links(
         &String::from_utf8_lossy(&bytes),
         &page.selector,
-        base.as_ref(),
+        page.source.http_url(),
     )
     .map_err(FeedError::Malformed)
 }
@@ -148,25 +157,14 @@ pub struct FeedCheck {
 /// Fetches and parses every configured feed, storing nothing: what an operator
 /// reads before trusting a new feed.
 pub async fn check_feeds(config: &Config) -> Vec<FeedCheck> {
-    let limits = feed::FetchLimits {
-        timeout: Duration::from_secs(config.fetch.timeout_secs),
-        max_bytes: config.fetch.max_bytes,
-    };
+    let limits = fetch_limits(config);
     let client = feed::http_client(&limits);
     let mut checks = Vec::new();
     for source in &config.feeds {
         let fetched = feed::fetch(&client, source, &feed::Validators::default(), &limits).await;
         let outcome = fetched.and_then(|f| match f {
             Fetched::Body { bytes, .. } => {
-                let base = match &source.location {
-                    crate::config::FeedLocation::Http(u) => Some(u.to_string()),
-                    crate::config::FeedLocation::File(_) => None,
-                };
-                let options = feed::ParseOptions {
-                    base: base.as_deref(),
-                    zone: config.newsletter.timezone,
-                };
-                feed::parse_with(&bytes, &options)
+                parse_fetched(source, &bytes, config.newsletter.timezone)
             }
             Fetched::NotModified => Err(FeedError::Malformed(
                 "the server answered 304 Not Modified to an unconditional request".into(),

@@ -150,6 +150,14 @@ impl FeedSource {
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.url)
     }
+
+    /// Its URL when it is read over HTTP(S): what relative links resolve against.
+    pub fn http_url(&self) -> Option<&url::Url> {
+        match &self.location {
+            FeedLocation::Http(u) => Some(u),
+            FeedLocation::File(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

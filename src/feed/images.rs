@@ -133,13 +133,8 @@ pub(super) fn first_in_html(
         else {
             continue;
         };
-        let url = match (Url::parse(src), base) {
-            (Ok(u), _) => u,
-            (Err(_), Some(b)) => match b.join(src) {
-                Ok(u) => u,
-                Err(_) => continue,
-            },
-            _ => continue,
+        let Some(url) = super::links::resolve_url(src, base) else {
+            continue;
         };
         if is_decoration(&url, attr("class").unwrap_or("")) {
             continue;

@@ -4,6 +4,21 @@
 
 use url::Url;
 
+/// `href` made absolute against `base`; `None` for an empty link or one that is
+/// not http(s) once resolved.
+pub(super) fn resolve_url(href: &str, base: Option<&Url>) -> Option<Url> {
+    let href = href.trim();
+    if href.is_empty() {
+        return None;
+    }
+    let url = match (Url::parse(href), base) {
+        (Ok(u), _) => u,
+        (Err(url::ParseError::RelativeUrlWithoutBase), Some(b)) => b.join(href).ok()?,
+        _ => return None,
+    };
+    matches!(url.scheme(), "http" | "https").then_some(url)
+}
+
 /// Query parameters that only track where a click came from; they never change
 /// which story a URL names.
 const TRACKING_PARAMS: &[&str] = &[

@@ -51,13 +51,8 @@ pub fn listed_links(html: &str, selector: &str, page: Option<&Url>) -> Result<Ve
         let Some(href) = a.value().attr("href").map(str::trim) else {
             continue;
         };
-        let absolute = match (Url::parse(href), base) {
-            (Ok(u), _) => u,
-            (Err(_), Some(b)) => match b.join(href) {
-                Ok(u) => u,
-                Err(_) => continue,
-            },
-            _ => continue,
+        let Some(absolute) = super::links::resolve_url(href, base) else {
+            continue;
         };
         if let Some(url) = canonical_url(absolute.as_str()) {
             // A link to the page itself is navigation.

@@ -314,16 +314,7 @@ fn clean_title(content: &str, html: bool) -> String {
 
 /// Resolves `href` against `base`; `None` for an empty or non-http(s) link.
 fn resolve(href: &str, base: Option<&Url>) -> Option<String> {
-    let href = href.trim();
-    if href.is_empty() {
-        return None;
-    }
-    let url = match (Url::parse(href), base) {
-        (Ok(u), _) => u,
-        (Err(url::ParseError::RelativeUrlWithoutBase), Some(b)) => b.join(href).ok()?,
-        _ => return None,
-    };
-    matches!(url.scheme(), "http" | "https").then(|| url.to_string())
+    links::resolve_url(href, base).map(|u| u.to_string())
 }
 
 /// Applies gazette's rules to one item: its link, title, text and image.

@@ -105,10 +105,8 @@ const NEAR_DUPLICATE: f64 = 0.75;
 /// words, but it does publish series from one template.
 /// Returns groups of indices, each sorted.
 pub fn fold_duplicates(stories: &[Story]) -> Vec<Vec<usize>> {
-    let words: Vec<BTreeSet<String>> = stories
-        .iter()
-        .map(|s| title_words(&s.title).into_iter().collect())
-        .collect();
+    let keys: Vec<Vec<String>> = stories.iter().map(|s| title_words(&s.title)).collect();
+    let words: Vec<BTreeSet<String>> = keys.iter().map(|k| k.iter().cloned().collect()).collect();
     let mut uf = UnionFind((0..stories.len()).collect());
     let mut exact: HashMap<Vec<String>, Vec<usize>> = HashMap::new();
     for (i, s) in stories.iter().enumerate() {
@@ -116,11 +114,11 @@ pub fn fold_duplicates(stories: &[Story]) -> Vec<Vec<usize>> {
         if s.title_derived {
             continue;
         }
-        let key = title_words(&s.title);
+        let key = &keys[i];
         if key.is_empty() {
             continue;
         }
-        let same = exact.entry(key).or_default();
+        let same = exact.entry(key.clone()).or_default();
         for &j in same.iter() {
             let other = &stories[j];
             let across_feeds = s.sources.iter().all(|x| !other.sources.contains(x));

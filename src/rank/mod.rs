@@ -293,7 +293,7 @@ pub fn rank(
         .max()
         .unwrap_or(0);
     for c in &mut candidates {
-        c.parts = score_parts(c, max_views, max_comments, settings, reference, 1.0);
+        c.parts = score_parts(c, max_views, max_comments);
     }
     let week_signals = signals_present(&candidates);
     // With nothing but age to go on, age must not decide alone: a weekly digest
@@ -301,15 +301,10 @@ pub fn rank(
     // story brings (a picture, a summary of substance) counts a little.
     let quiet = week_signals.is_empty();
     let half_life_factor = if quiet { 4.0 } else { 1.0 };
+    let half_life_hours = settings.half_life_hours * half_life_factor;
     for c in &mut candidates {
-        c.parts = score_parts(
-            c,
-            max_views,
-            max_comments,
-            settings,
-            reference,
-            half_life_factor,
-        );
+        let age_hours = ((reference - c.published_at).num_seconds().max(0)) as f64 / 3600.0;
+        c.parts.decay = 0.5f64.powf(age_hours / half_life_hours);
         if quiet {
             let picture = if c.image.is_some() { 0.25 } else { 0.0 };
             let summary = if c.summary.chars().count() >= 100 {
@@ -542,15 +537,9 @@ fn signals_present(candidates: &[Candidate]) -> Vec<String> {
     .collect()
 }
 
-fn score_parts(
-    c: &Candidate,
-    max_views: u64,
-    max_comments: u64,
-    settings: &RankSettings,
-    reference: DateTime<Utc>,
-    half_life_factor: f64,
-) -> ScoreParts {
-    let age_hours = ((reference - c.published_at).num_seconds().max(0)) as f64 / 3600.0;
+/// What speaks for a story besides its age; the caller sets `decay` (and, in a
+/// week without signals, `substance`).
+fn score_parts(c: &Candidate, max_views: u64, max_comments: u64) -> ScoreParts {
     let share = |n: u64, max: u64| {
         if max > 0 {
             (n as f64 / max as f64).sqrt()
@@ -575,7 +564,7 @@ fn score_parts(
         views: 2.0 * share(c.views, max_views),
         comments: 1.5 * share(c.comments.unwrap_or(0), max_comments),
         substance: 0.0,
-        decay: 0.5f64.powf(age_hours / (settings.half_life_hours * half_life_factor)),
+        decay: 1.0,
     }
 }
 

@@ -30,7 +30,6 @@ impl Store {
 /// What a usable backup holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackupInfo {
-    pub schema: i64,
     pub subscribers: i64,
 }
 
@@ -78,8 +77,5 @@ pub fn check_gazette_database(path: &Path) -> Result<BackupInfo, Unusable> {
     let subscribers: i64 = conn
         .query_row(sql::DATABASE_SUBSCRIBER_COUNT, [], |r| r.get("subscribers"))
         .map_err(|e| Unusable::Damaged(e.to_string()))?;
-    Ok(BackupInfo {
-        schema: version,
-        subscribers,
-    })
+    Ok(BackupInfo { subscribers })
 }

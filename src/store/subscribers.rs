@@ -178,6 +178,14 @@ fn delete_subscriber_in(conn: &Connection, id: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The address of a subscriber, inside a caller's transaction.
+fn email_of_in(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(sql::SUBSCRIBER_BY_ID)?
+        .query_row(params![id], |r| r.get("email"))
+        .optional()?)
+}
+
 /// The salted hash an erased address is remembered by (salt: per database).
 fn suppression_hash(conn: &Connection, email: &str) -> Result<String, StoreError> {
     use sha2::{Digest, Sha256};
@@ -280,11 +288,7 @@ impl Store {
     pub fn confirm_subscriber(&mut self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.in_transaction(|tx| {
             set_status_in(tx, id, Status::Active, None, None, now)?;
-            let email: Option<String> = tx
-                .prepare_cached(sql::SUBSCRIBER_BY_ID)?
-                .query_row(params![id], |r| r.get("email"))
-                .optional()?;
-            if let Some(email) = email {
+            if let Some(email) = email_of_in(tx, id)? {
                 let hash = suppression_hash(tx, &email)?;
                 tx.prepare_cached(sql::SUPPRESSED_DELETE)?
                     .execute(params![hash])?;
@@ -365,11 +369,7 @@ impl Store {
     /// address on the suppression list. One transaction.
     pub fn wipe_subscriber(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.in_transaction(|tx| {
-            let Some(email) = tx
-                .prepare_cached(sql::SUBSCRIBER_BY_ID)?
-                .query_row(params![id], |r| r.get::<_, String>("email"))
-                .optional()?
-            else {
+            let Some(email) = email_of_in(tx, id)? else {
                 return Ok(false);
             };
             let hash = suppression_hash(tx, &email)?;

@@ -176,6 +176,32 @@ BEGIN
     ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), OLD.id);
 END;
 
+-- migration: 5
+-- A request to subscribe, from the form: its name is applied only when its own
+-- confirmation link is used (a stranger's request changes nothing about
+-- anyone), and each link confirms once.
+CREATE TABLE subscribe_requests (
+    id            INTEGER PRIMARY KEY,
+    subscriber_id INTEGER NOT NULL REFERENCES subscribers(id),
+    name          TEXT,
+    requested_at  INTEGER NOT NULL,
+    used_at       INTEGER
+);
+CREATE INDEX subscribe_requests_by_subscriber ON subscribe_requests(subscriber_id);
+-- Unsubscribing by mail (the mailto: of List-Unsubscribe) is a method of its own.
+CREATE TABLE unsubscribe_events_v5 (
+    id            INTEGER PRIMARY KEY,
+    subscriber_id INTEGER NOT NULL REFERENCES subscribers(id),
+    at            INTEGER NOT NULL,
+    method        TEXT NOT NULL CHECK (method IN ('one-click', 'page', 'cli', 'bounce', 'complaint', 'mail')),
+    issue_id      INTEGER REFERENCES issues(id)
+);
+INSERT INTO unsubscribe_events_v5 (id, subscriber_id, at, method, issue_id)
+SELECT id, subscriber_id, at, method, issue_id FROM unsubscribe_events;
+DROP TABLE unsubscribe_events;
+ALTER TABLE unsubscribe_events_v5 RENAME TO unsubscribe_events;
+CREATE INDEX unsubscribe_events_by_subscriber ON unsubscribe_events(subscriber_id);
+
 -- query: feed_upsert
 INSERT INTO feeds (url, name) VALUES (?1, ?2)
 ON CONFLICT (url) DO UPDATE SET name = excluded.name
@@ -468,4 +494,28 @@ SELECT title FROM stories WHERE published_at >= ?1 AND published_at < ?2;
 DELETE FROM subscribers WHERE status = 'pending' AND created_at < ?1
   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber_id = subscribers.id)
   AND NOT EXISTS (SELECT 1 FROM unsubscribe_events e WHERE e.subscriber_id = subscribers.id)
-  AND NOT EXISTS (SELECT 1 FROM bounce_events b WHERE b.subscriber_id = subscribers.id);
+  AND NOT EXISTS (SELECT 1 FROM bounce_events b WHERE b.subscriber_id = subscribers.id)
+  AND NOT EXISTS (SELECT 1 FROM subscribe_requests r WHERE r.subscriber_id = subscribers.id);
+
+-- query: subscribe_requests_expire
+DELETE FROM subscribe_requests WHERE requested_at < ?1;
+
+-- query: subscribe_request_insert
+INSERT INTO subscribe_requests (subscriber_id, name, requested_at) VALUES (?1, ?2, ?3) RETURNING id;
+
+-- query: subscribe_request_by_id
+SELECT r.id AS id, r.subscriber_id AS subscriber_id, r.name AS name, r.requested_at AS requested_at,
+       r.used_at AS used_at, s.email AS email
+FROM subscribe_requests r JOIN subscribers s ON s.id = r.subscriber_id WHERE r.id = ?1;
+
+-- query: subscribe_request_use
+UPDATE subscribe_requests SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL;
+
+-- query: subscriber_delete_requests
+DELETE FROM subscribe_requests WHERE subscriber_id = ?1;
+
+-- query: subscriber_last_unsubscribe
+SELECT max(at) AS at FROM unsubscribe_events WHERE subscriber_id = ?1;
+
+-- query: subscriber_set_name
+UPDATE subscribers SET name = ?2, updated_at = ?3 WHERE id = ?1;

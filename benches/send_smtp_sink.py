@@ -58,7 +58,7 @@ def run_gazette(gazette, port, subscribers, connections):
                    GAZETTE_DATABASE__SEED_SUBSCRIBERS=os.path.join(work, "subscribers.csv"),
                    GAZETTE_SMTP__URL=f"smtp://127.0.0.1:{port}",
                    GAZETTE_SMTP__CONCURRENCY=str(connections),
-                   GAZETTE_SECRET="benchmark-secret")
+                   GAZETTE_SECRET="benchmark-secret-0123456789-0123456789")
         cfg = ["--config", os.path.join(work, "config.toml")]
         subprocess.run([gazette, *cfg, "fetch"], env=env, check=True, capture_output=True)
         built = subprocess.run([gazette, *cfg, "build", "--week", "2026-W06"], env=env, check=True,

@@ -27,7 +27,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECRET = "wrk-benchmark-secret"
+SECRET = "wrk-benchmark-secret-0123456789-0123456789"
 LIST_ID = "weekly.fintech-news.example"
 
 LUA = r"""

@@ -31,7 +31,8 @@ impl Purpose {
     fn label(self) -> &'static str {
         match self {
             Purpose::Unsubscribe => "unsubscribe",
-            Purpose::Confirm => "confirm",
+            // Tokens name a subscribe request (not a subscriber) since schema 5.
+            Purpose::Confirm => "confirm-request",
             Purpose::Bounce => "bounce",
             Purpose::Data => "data",
         }
@@ -52,10 +53,18 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-/// No secret to sign links with, where one is needed.
+/// The fewest bytes of `GAZETTE_SECRET` accepted for mail that leaves the
+/// machine: an HMAC-SHA256 key shorter than its 32-byte output is weaker than it.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// No secret fit to sign links with, where one is needed.
 #[derive(Debug, thiserror::Error)]
-#[error("GAZETTE_SECRET is not set: it signs the unsubscribe links, and mail that leaves this machine needs a real one")]
-pub struct NoSecret;
+pub enum NoSecret {
+    #[error("GAZETTE_SECRET is not set: it signs the unsubscribe links, and mail that leaves this machine needs a real one")]
+    Unset,
+    #[error("GAZETTE_SECRET is {0} bytes: mail that leaves this machine needs at least {MIN_SECRET_BYTES} (for example `openssl rand -hex 32`)")]
+    Short(usize),
+}
 
 /// The signer a configuration calls for, and where its secret came from.
 #[derive(Debug, Clone)]
@@ -79,6 +88,9 @@ impl Signer {
     pub fn from_config(config: &crate::config::Config) -> Result<ConfiguredSigner, NoSecret> {
         let list_id = &config.newsletter.list_id;
         match (&config.secret, config.is_outbox()) {
+            (Some(s), false) if s.expose().len() < MIN_SECRET_BYTES => {
+                Err(NoSecret::Short(s.expose().len()))
+            }
             (Some(s), _) => Ok(ConfiguredSigner {
                 signer: Signer::new(s.clone(), list_id),
                 development: false,
@@ -87,7 +99,7 @@ impl Signer {
                 signer: Signer::new(Secret::new(DEVELOPMENT_SECRET), list_id),
                 development: true,
             }),
-            (None, false) => Err(NoSecret),
+            (None, false) => Err(NoSecret::Unset),
         }
     }
 
@@ -178,9 +190,10 @@ impl Signer {
             .then_some(id)
     }
 
-    /// A confirmation token for a pending subscriber, valid until `expires` (Unix s).
-    pub fn confirm_token(&self, subscriber_id: i64, email: &str, expires: i64) -> String {
-        let payload = format!("{subscriber_id}.{expires}");
+    /// A confirmation token for a subscribe request to `email`, valid until
+    /// `expires` (Unix s).
+    pub fn confirm_token(&self, request_id: i64, email: &str, expires: i64) -> String {
+        let payload = format!("{request_id}.{expires}");
         let tag = self.sign(
             Purpose::Confirm,
             &format!("{payload}.{}", email.to_lowercase()),
@@ -188,7 +201,7 @@ impl Signer {
         format!("{payload}.{tag}")
     }
 
-    /// The subscriber id and expiry of a confirmation token whose MAC is genuine
+    /// The request id and expiry of a confirmation token whose MAC is genuine
     /// for `email_of(id)`; the caller checks the expiry against its clock.
     pub fn verify_confirm(
         &self,

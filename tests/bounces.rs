@@ -11,7 +11,7 @@ use mail_parser::MessageParser;
 use crate::mailserver::{Faults, MailServer};
 use crate::util::{fixture, stderr, Site};
 
-const SECRET: &str = "bounce-secret-0123456789";
+const SECRET: &str = "bounce-secret-0123456789-0123456789";
 
 struct Sent {
     verp: String,
@@ -200,4 +200,81 @@ fn a_maildir_is_read_and_a_report_matching_nobody_is_reported() {
     assert!(text.contains("matches no subscriber"), "{text}");
     assert!(text.starts_with("1 applied"), "{text}");
     assert_eq!(site.status("person6@example.com"), Status::Bounced);
+}
+
+#[test]
+fn forged_reports_change_nobody_and_an_unsubscribe_mail_applies_by_its_token() {
+    let mail = MailServer::start(Faults::default());
+    let (site, sent) = sent_site(&mail);
+    let w6 = |i: usize| &sent[&(format!("person{i}@example.com"), "2026-W06".to_string())];
+    let inbox = site.path("forged");
+    std::fs::create_dir(&inbox).unwrap();
+    // Reports anyone could write: from MAILER-DAEMON@attacker, naming our
+    // subscribers' addresses, with a Message-ID in our format but never sent.
+    let forged = Sent {
+        verp: "mailer-daemon@attacker.example".into(),
+        message_id: "<2026-W06.1.aaaaaaaaaaaa@bounces.news.test>".into(),
+        list_unsubscribe: "<https://attacker.example/u/1.forged>".into(),
+    };
+    fill("postfix-hard.eml", "person1@example.com", &forged, &inbox);
+    fill("yahoo-arf.eml", "person2@example.com", &forged, &inbox);
+    // Yahoo redacts the complainer; a forger names them.
+    let arf = inbox.join("person2@example.com-yahoo-arf.eml");
+    let text = std::fs::read_to_string(&arf)
+        .unwrap()
+        .replace("redacted@yahoo.com", "person2@example.com");
+    std::fs::write(&arf, text).unwrap();
+
+    // What a mail client sends for the mailto: of List-Unsubscribe. With no
+    // unsubscribe_mailto configured it goes to the bounce domain.
+    let header = &w6(3).list_unsubscribe;
+    let mailto = header
+        .split(['<', '>'])
+        .find(|p| p.starts_with("mailto:"))
+        .unwrap_or_else(|| panic!("no mailto in {header}"));
+    let (to, query) = mailto["mailto:".len()..].split_once('?').unwrap();
+    assert_eq!(to, "unsubscribe@bounces.news.test");
+    let subject: String = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "subject")
+        .unwrap()
+        .1
+        .into_owned();
+    std::fs::write(
+        inbox.join("unsubscribe.eml"),
+        format!("From: person3@example.com\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <u1@mail.example.com>\r\n\r\n\r\n"),
+    )
+    .unwrap();
+    // The same with a forged token unsubscribes nobody.
+    std::fs::write(
+        inbox.join("unsubscribe-forged.eml"),
+        format!("From: x@attacker.example\r\nTo: {to}\r\nSubject: unsubscribe 4.AAAAAAAAAAAAAAAAAAAAAA\r\nMessage-ID: <u2@attacker.example>\r\n\r\n\r\n"),
+    )
+    .unwrap();
+
+    let out = site
+        .command(&["bounces", "import", "forged"])
+        .env("GAZETTE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("1 applied"), "{text}");
+    assert!(text.contains("3 unverified (not applied)"), "{text}");
+    assert!(
+        text.contains("unsubscribe request by mail for subscriber 3: unsubscribed"),
+        "{text}"
+    );
+    for i in [1, 2, 4] {
+        assert_eq!(
+            site.status(&format!("person{i}@example.com")),
+            Status::Active,
+            "person{i}"
+        );
+    }
+    assert_eq!(site.status("person3@example.com"), Status::Unsubscribed);
+    assert_eq!(
+        site.count("SELECT count(*) FROM unsubscribe_events WHERE method = 'mail'"),
+        1
+    );
+    assert_eq!(site.count("SELECT count(*) FROM bounce_events"), 0);
 }

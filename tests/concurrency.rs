@@ -14,7 +14,7 @@ use crate::mailserver::{Faults, MailServer};
 use crate::serving::Serving;
 use crate::util::{fixture, stderr, Site};
 
-const SECRET: &str = "concurrency-secret-0123456789";
+const SECRET: &str = "concurrency-secret-0123456789-012345";
 const SUBSCRIBERS: usize = 10_000;
 
 fn now_ms() -> i64 {

@@ -12,7 +12,7 @@ use mail_parser::MessageParser;
 use crate::mailserver::{CuttingProxy, Faults, MailServer};
 use crate::util::{fixture, stderr, Site};
 
-const SECRET: &str = "test-secret-0123456789";
+const SECRET: &str = "test-secret-0123456789-0123456789";
 
 /// A site on the fixture feed, sending to `smtp_url`, with `n` subscribers
 /// (`person{i}@example.com`), fetched and built.
@@ -173,6 +173,24 @@ fn a_mail_server_needs_a_secret() {
     let out = site.run(&["send", "--week", "2026-W06"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("GAZETTE_SECRET"), "{}", stderr(&out));
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn a_mail_server_needs_a_secret_of_32_bytes() {
+    let server = MailServer::start(Faults::default());
+    let site = site(&server.url(), 1, "");
+    let out = site
+        .command(&["send", "--week", "2026-W06"])
+        .env("GAZETTE_SECRET", "0123456789abcdef0123456789abcde")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("GAZETTE_SECRET is 31 bytes") && err.contains("at least 32"),
+        "{err}"
+    );
     assert!(server.received().is_empty());
 }
 

@@ -13,7 +13,7 @@ use reqwest::blocking::Client;
 use crate::mailserver::{Faults, MailServer};
 use crate::util::{fixture, stderr, FeedServer, Site};
 
-pub const SECRET: &str = "serve-secret-0123456789";
+pub const SECRET: &str = "serve-secret-0123456789-0123456789";
 
 /// A running server, in this process, on its own thread and runtime.
 pub struct Serving {
@@ -221,63 +221,127 @@ fn subscribe_confirm_by_mail_and_the_same_answer_twice() {
         "the archive has the form"
     );
 
-    let subscribe = |email: &str| {
+    let subscribe = |email: &str, name: &str| {
         let r = http
             .post(server.url("/subscribe"))
-            .form(&[("email", email), ("name", "Nadia")])
+            .form(&[("email", email), ("name", name)])
             .send()
             .unwrap();
         (r.status().as_u16(), r.text().unwrap())
     };
-    let first = subscribe("nadia@example.com");
+    let pending = |email: &str| {
+        site.count(&format!(
+            "SELECT count(*) FROM subscribers WHERE email_key = lower('{email}') AND status = 'pending'"
+        ))
+    };
+    // A stranger asks first, with a name meant to deceive.
+    let first = subscribe(
+        "nadia@example.com",
+        "Your account is suspended, verify at evil.example",
+    );
     assert_eq!(first.0, 200);
-    assert_eq!(site.status("nadia@example.com"), Status::Pending);
-    // Known, unknown, active: one answer.
-    assert_eq!(subscribe("NADIA@example.com"), first);
-    assert_eq!(subscribe("person1@example.com"), first);
+    assert!(wait_for(|| pending("nadia@example.com") == 1, 10));
+    // A pending request stores nothing a stranger typed on the subscriber.
+    assert_eq!(
+        site.count("SELECT count(*) FROM subscribers WHERE email = 'nadia@example.com' AND name IS NOT NULL"),
+        0
+    );
+    // Known, unknown, active: one answer. Then the owner asks, with their name.
+    assert_eq!(subscribe("person1@example.com", "Nadia"), first);
+    assert_eq!(subscribe("NADIA@example.com", "Nadia"), first);
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while mail
-        .per_recipient()
-        .get("nadia@example.com")
-        .copied()
-        .unwrap_or(0)
-        < 2
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_for(
+        || mail
+            .per_recipient()
+            .get("nadia@example.com")
+            .copied()
+            .unwrap_or(0)
+            >= 2,
+        10
+    ));
     assert!(
         !mail.per_recipient().contains_key("person1@example.com"),
         "an active subscriber gets no confirmation"
     );
-    let received = mail.received();
-    let confirmation = received
+    let links: Vec<String> = mail
+        .received()
         .iter()
-        .find(|r| r.to == vec!["nadia@example.com".to_string()])
-        .unwrap();
-    let m = mail_parser::MessageParser::default()
-        .parse(&confirmation.data)
-        .unwrap();
-    let text = m.body_text(0).unwrap();
-    let link = text
-        .split_whitespace()
-        .find(|w| w.starts_with("https://news.test/letter/confirm/"))
-        .unwrap();
-    let path = link.trim_start_matches("https://news.test/letter");
+        .filter(|r| r.to == vec!["nadia@example.com".to_string()])
+        .map(|r| {
+            let m = mail_parser::MessageParser::default()
+                .parse(&r.data)
+                .unwrap();
+            let text = m.body_text(0).unwrap().to_string();
+            let link = text
+                .split_whitespace()
+                .find(|w| w.starts_with("https://news.test/letter/confirm/"))
+                .unwrap()
+                .to_string();
+            link.trim_start_matches("https://news.test/letter")
+                .to_string()
+        })
+        .collect();
+    let (strangers, owners) = (&links[0], &links[1]);
 
     // A tampered link does nothing.
-    let r = http.get(server.url(&format!("{path}x"))).send().unwrap();
+    let r = http.get(server.url(&format!("{owners}x"))).send().unwrap();
     assert_eq!(r.status(), 400);
+    // A GET or HEAD (a link scanner) shows the button and changes nothing.
+    assert_eq!(http.head(server.url(owners)).send().unwrap().status(), 200);
+    let page = http.get(server.url(owners)).send().unwrap().text().unwrap();
+    assert!(page.contains("Confirm my subscription"), "{page}");
+    assert!(page.contains("value=\"Nadia\""), "{page}");
     assert_eq!(site.status("nadia@example.com"), Status::Pending);
-    let r = http.get(server.url(path)).send().unwrap();
+    // The button confirms, with the owner's request's name.
+    let r = http.post(server.url(owners)).send().unwrap();
     assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains("You are subscribed"));
     assert_eq!(site.status("nadia@example.com"), Status::Active);
+    let name = || -> Option<String> {
+        site.db()
+            .query_row(
+                "SELECT name FROM subscribers WHERE email = 'nadia@example.com'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(name().as_deref(), Some("Nadia"));
+    // A link confirms once: the stranger's, pressed with its name changed by
+    // the owner, sets what the owner typed.
+    let r = http
+        .post(server.url(strangers))
+        .form(&[("name", "Nadia K.")])
+        .send()
+        .unwrap();
+    assert!(r.text().unwrap().contains("You are subscribed"));
+    assert_eq!(name().as_deref(), Some("Nadia K."));
+    let again = http
+        .post(server.url(owners))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(again.contains("used already"), "{again}");
 
-    // Back after unsubscribing: only the confirmation makes them active again.
+    // Back after unsubscribing: only a new request's confirmation makes them
+    // active again, and an old link replayed never does.
     site.ok(&["unsubscribe", "nadia@example.com"]);
-    assert_eq!(subscribe("nadia@example.com"), first);
+    assert_eq!(subscribe("nadia@example.com", "Nadia"), first);
+    for old in [owners, strangers] {
+        http.get(server.url(old)).send().unwrap();
+        http.post(server.url(old)).send().unwrap();
+    }
     assert_eq!(site.status("nadia@example.com"), Status::Unsubscribed);
+    assert!(wait_for(
+        || mail
+            .per_recipient()
+            .get("nadia@example.com")
+            .copied()
+            .unwrap_or(0)
+            >= 3,
+        10
+    ));
 }
 
 #[test]
@@ -309,6 +373,7 @@ fn confirmation_links_expire() {
         .collect();
     server.set_now("2026-02-12T11:00:00Z");
     assert_eq!(http.get(server.url(&path)).send().unwrap().status(), 400);
+    assert_eq!(http.post(server.url(&path)).send().unwrap().status(), 400);
     assert_eq!(site.status("late@example.com"), Status::Pending);
 }
 
@@ -577,13 +642,13 @@ fn unconfirmed_subscriptions_expire_and_names_are_bounded() {
         .form(&[("email", "first@example.com"), ("name", long_name.as_str())])
         .send()
         .unwrap();
+    assert!(wait_for(
+        || site.count("SELECT count(*) FROM subscribe_requests") == 1,
+        10
+    ));
     let name: String = site
         .db()
-        .query_row(
-            "SELECT name FROM subscribers WHERE email = 'first@example.com'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT name FROM subscribe_requests", [], |r| r.get(0))
         .unwrap();
     assert_eq!(name.chars().count(), gazette::text::MAX_NAME_CHARS);
     // Two hours on, another request: the first, never confirmed, is gone.
@@ -592,6 +657,10 @@ fn unconfirmed_subscriptions_expire_and_names_are_bounded() {
         .form(&[("email", "second@example.com")])
         .send()
         .unwrap();
+    assert!(wait_for(
+        || site.count("SELECT count(*) FROM subscribers WHERE email = 'second@example.com'") == 1,
+        10
+    ));
     assert_eq!(
         site.count("SELECT count(*) FROM subscribers WHERE email = 'first@example.com'"),
         0

@@ -11,26 +11,35 @@ pub struct BounceImport {
     pub repeated: usize,
     /// Reports whose subscriber could not be found, and mail that is no report.
     pub unmatched: Vec<String>,
+    /// Reports (and unsubscribe mails) that name a subscriber without proving
+    /// they concern mail gazette sent: not applied.
+    pub unverified: Vec<String>,
 }
 
 impl BounceImport {
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "{} applied, {} already read, {} not recognised or not matched",
+            "{} applied, {} already read, {} not recognised or not matched, {} unverified (not applied)",
             self.applied.len(),
             self.repeated,
-            self.unmatched.len()
+            self.unmatched.len(),
+            self.unverified.len()
         );
-        for line in self.applied.iter().chain(&self.unmatched) {
+        for line in self
+            .applied
+            .iter()
+            .chain(&self.unmatched)
+            .chain(&self.unverified)
+        {
             s += &format!("\n  {line}");
         }
         s
     }
 }
 
-/// `gazette bounces import PATH`: reads delivery reports and complaints, matches
-/// each to a subscriber and applies the policy (see [`crate::bounce::policy`]),
-/// one transaction per report.
+/// `gazette bounces import PATH`: reads delivery reports, complaints and
+/// unsubscribe requests by mail, matches each to a subscriber and applies the
+/// policy (see [`crate::bounce::policy`]), one transaction per report.
 pub fn import_bounces(
     config: &Config,
     store: &mut Store,
@@ -63,7 +72,40 @@ pub fn import_bounces(
                 ));
                 continue;
             }
-            Matched::Events { events, unmatched } => (events, unmatched),
+            Matched::Unverified(line) => {
+                out.unverified.push(line);
+                continue;
+            }
+            Matched::Unsubscribe(id) => {
+                let changed = match store.subscriber(id)? {
+                    Some(s) if s.status == Status::Active || s.status == Status::Pending => store
+                        .set_status(
+                        id,
+                        Status::Unsubscribed,
+                        Some(UnsubscribeMethod::Mail),
+                        None,
+                        now,
+                    )?,
+                    _ => false,
+                };
+                out.applied.push(format!(
+                    "{label}: unsubscribe request by mail for subscriber {id}: {}",
+                    if changed {
+                        "unsubscribed"
+                    } else {
+                        "was not receiving the newsletter"
+                    }
+                ));
+                continue;
+            }
+            Matched::Events {
+                events,
+                unmatched,
+                unverified,
+            } => {
+                out.unverified.extend(unverified);
+                (events, unmatched)
+            }
         };
         out.unmatched.extend(unmatched);
         let soft_counts =

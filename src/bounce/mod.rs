@@ -54,6 +54,9 @@ pub enum Kind {
         feedback_type: String,
         recipient: Option<String>,
     },
+    /// A mail to the `mailto:` of List-Unsubscribe: the words of its subject
+    /// after "unsubscribe", one of which should be the subscriber's token.
+    UnsubscribeRequest(Vec<String>),
     Unrecognised(String),
 }
 
@@ -165,8 +168,12 @@ pub fn read(raw: &[u8]) -> Report {
                 .to_ascii_lowercase()
         });
     let Some(report_type) = report_type else {
-        report.kind =
-            Kind::Unrecognised("not a multipart/report (RFC 3464 or RFC 5965) message".into());
+        report.kind = match unsubscribe_request(&report) {
+            Some(tokens) => Kind::UnsubscribeRequest(tokens),
+            None => {
+                Kind::Unrecognised("not a multipart/report (RFC 3464 or RFC 5965) message".into())
+            }
+        };
         return report;
     };
     let mut status_text = None;
@@ -253,6 +260,25 @@ pub fn read(raw: &[u8]) -> Report {
     report
 }
 
+/// The candidate tokens of a mail that asks to unsubscribe: its subject reads
+/// "unsubscribe <token>" (what List-Unsubscribe's `mailto:` puts there), perhaps
+/// behind a "Re:" or "Fwd:".
+fn unsubscribe_request(report: &Report) -> Option<Vec<String>> {
+    let mut words = report.subject.split_whitespace().peekable();
+    while words
+        .peek()
+        .is_some_and(|w| w.ends_with(':') && w.len() <= 4)
+    {
+        words.next();
+    }
+    match words.next() {
+        Some(w) if w.eq_ignore_ascii_case("unsubscribe") => {
+            Some(words.map(str::to_string).collect())
+        }
+        _ => None,
+    }
+}
+
 /// Every raw message at `path`: a Maildir (with `cur/` and `new/`), an mbox file,
 /// a single message file, or a directory of `.eml` files. Each comes with a label
 /// for reports (its file, or the mbox and its position).
@@ -321,6 +347,23 @@ mod tests {
         assert!(matches!(read(b"").kind, Kind::Unrecognised(_)));
         assert!(matches!(
             read(b"Subject: hi\r\n\r\nhello").kind,
+            Kind::Unrecognised(_)
+        ));
+    }
+
+    #[test]
+    fn an_unsubscribe_mail_offers_its_token() {
+        let kind = |raw: &str| read(raw.as_bytes()).kind;
+        assert_eq!(
+            kind("To: unsubscribe@news.example\r\nSubject: Re: unsubscribe 12.abc\r\n\r\n"),
+            Kind::UnsubscribeRequest(vec!["12.abc".into()])
+        );
+        assert_eq!(
+            kind("Subject: UNSUBSCRIBE\r\n\r\n"),
+            Kind::UnsubscribeRequest(vec![])
+        );
+        assert!(matches!(
+            kind("To: editor@news.example\r\nSubject: how do I unsubscribe?\r\n\r\n"),
             Kind::Unrecognised(_)
         ));
     }

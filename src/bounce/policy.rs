@@ -2,10 +2,14 @@
 //! [`Directory`] to look subscribers and deliveries up in. Out: the events to
 //! record, each matched to a subscriber, and lines for what matched nobody.
 //!
-//! Who a report concerns, in order of trust: the VERP address gazette sent from
-//! (`bounce+<token>@[smtp] bounce_domain`), the original Message-ID, the
-//! original's List-Unsubscribe token, then the failed address itself. Nothing is
-//! guessed: what matches no subscriber is reported. The policy ([`decide`]): a
+//! Who a report concerns: the VERP address gazette sent from
+//! (`bounce+<token>@[smtp] bounce_domain`), the original Message-ID (one gazette
+//! recorded sending), or the original's List-Unsubscribe token. These are the
+//! proof that the report is about mail gazette sent: anyone can mail a report
+//! naming a subscriber's address, so a report without proof changes nobody and
+//! is listed as unverified. Nothing is guessed: what matches no subscriber is
+//! reported. A mail to the List-Unsubscribe `mailto:` unsubscribes the subscriber
+//! whose token its subject carries. The policy ([`decide`]): a
 //! hard bounce (5.x.x) marks the subscriber bounced; soft ones (4.x.x) count, and
 //! `[bounces] soft_limit` of them from different issues mark them bounced; a
 //! complaint unsubscribes and marks them complained.
@@ -43,11 +47,18 @@ pub enum Matched {
     Unrecognised(String),
     /// A delivery report with no failure in it (delivered, relayed…).
     NoFailure,
-    /// The events matched to subscribers, and a line for each that matched none.
+    /// The events matched to subscribers, a line for each that matched none,
+    /// and one for each failure that names a subscriber's address but carries no
+    /// proof that it concerns mail gazette sent them.
     Events {
         events: Vec<BounceEvent>,
         unmatched: Vec<String>,
+        unverified: Vec<String>,
     },
+    /// An unsubscribe request by mail with this subscriber's genuine token.
+    Unsubscribe(i64),
+    /// A report or request that proves nothing; why.
+    Unverified(String),
 }
 
 /// The issue a Message-ID of ours names: `<2026-W06.<id>.<random>@domain>`.
@@ -77,6 +88,17 @@ pub fn match_report(
     // (address, kind, status, detail)
     let failures: Vec<(Option<String>, BounceKind, String, Option<String>)> = match &report.kind {
         Kind::Unrecognised(why) => return Ok(Matched::Unrecognised(why.clone())),
+        Kind::UnsubscribeRequest(tokens) => {
+            return Ok(
+                match tokens.iter().find_map(|t| signer.verify_unsubscribe(t)) {
+                    Some(id) => Matched::Unsubscribe(id),
+                    None => Matched::Unverified(format!(
+                        "{label}: an unsubscribe request by mail without a valid token: {:?}",
+                        report.subject
+                    )),
+                },
+            )
+        }
         Kind::Bounce(recipients) => recipients
             .iter()
             .filter(|r| r.is_hard() || r.is_soft())
@@ -126,27 +148,39 @@ pub fn match_report(
         (None, Some(id)) => issue_of_message_id(directory, id)?,
         (None, None) => None,
     };
-    // What names the message (VERP, Message-ID, token) names its one recipient;
-    // a report on several recipients is matched address by address.
+    // What names the message (VERP, Message-ID, token) names its one recipient,
+    // and proves the report is about our mail. A report on several recipients
+    // applies to the one the proof names, found by address.
+    let proven = by_verp.or(by_message.map(|m| m.subscriber_id)).or(by_token);
     let single = failures.len() == 1;
-    let known = if single {
-        by_verp.or(by_message.map(|m| m.subscriber_id)).or(by_token)
-    } else {
-        None
-    };
     let mut events = Vec::new();
     let mut unmatched = Vec::new();
+    let mut unverified = Vec::new();
     for (i, (address, kind, status, detail)) in failures.into_iter().enumerate() {
+        let named = address.as_deref().unwrap_or("an unnamed recipient");
         let by_address = match address.as_deref().or(original.to.as_deref()) {
             Some(a) => directory.subscriber_with_address(a)?,
             None => None,
         };
-        let Some(subscriber_id) = known.or(by_address) else {
-            unmatched.push(format!(
-                "{label}: {} {status} for {} matches no subscriber",
-                kind.as_str(),
-                address.as_deref().unwrap_or("an unnamed recipient")
-            ));
+        let subscriber = match (proven, by_address) {
+            (Some(p), _) if single => Some(p),
+            (Some(p), Some(a)) if p == a => Some(p),
+            (_, Some(a)) => {
+                unverified.push(format!(
+                    "{label}: {} {status} for {named} (subscriber {a}) carries no proof it concerns mail we sent them (our VERP address, a Message-ID we sent, or their link token): not applied",
+                    kind.as_str()
+                ));
+                None
+            }
+            (_, None) => {
+                unmatched.push(format!(
+                    "{label}: {} {status} for {named} matches no subscriber",
+                    kind.as_str()
+                ));
+                None
+            }
+        };
+        let Some(subscriber_id) = subscriber else {
             continue;
         };
         events.push(BounceEvent {
@@ -162,7 +196,11 @@ pub fn match_report(
             detail,
         });
     }
-    Ok(Matched::Events { events, unmatched })
+    Ok(Matched::Events {
+        events,
+        unmatched,
+        unverified,
+    })
 }
 
 /// The status an event leads to, given the subscriber's soft bounces so far
@@ -239,15 +277,24 @@ mod tests {
     }
 
     #[test]
-    fn each_recipient_of_a_report_is_matched_by_address_or_named() {
-        let directory = Map(HashMap::from([("a@x.example".to_string(), 7)]));
-        let report = bounce(&[
+    fn only_the_recipient_the_proof_names_is_applied() {
+        let s = signer();
+        let directory = Map(HashMap::from([
+            ("a@x.example".to_string(), 7),
+            ("d@x.example".to_string(), 8),
+        ]));
+        let mut report = bounce(&[
             ("A@x.example", "failed", "5.1.1"),
             ("b@x.example", "delayed", "4.2.2"),
             ("c@x.example", "delivered", "2.0.0"),
+            ("d@x.example", "failed", "5.1.1"),
         ]);
-        let Matched::Events { events, unmatched } =
-            match_report(&report, "m1", &signer(), &directory).unwrap()
+        report.delivered_to = vec![super::super::verp_address(&s, 7, "b.example")];
+        let Matched::Events {
+            events,
+            unmatched,
+            unverified,
+        } = match_report(&report, "m1", &s, &directory).unwrap()
         else {
             panic!("events expected");
         };
@@ -257,6 +304,40 @@ mod tests {
         assert_eq!(events[0].key, "k#0");
         assert_eq!(unmatched.len(), 1);
         assert!(unmatched[0].contains("b@x.example"), "{unmatched:?}");
+        assert_eq!(unverified.len(), 1);
+        assert!(unverified[0].contains("d@x.example"), "{unverified:?}");
+    }
+
+    #[test]
+    fn a_report_without_proof_changes_nobody() {
+        let directory = Map(HashMap::from([("a@x.example".to_string(), 7)]));
+        let mut report = bounce(&[("a@x.example", "failed", "5.1.1")]);
+        report.delivered_to = vec!["mailer-daemon@attacker.example".into()];
+        report.original.message_id = Some("<2026-W06.7.forged@news.example>".into());
+        let Matched::Events {
+            events, unverified, ..
+        } = match_report(&report, "m", &signer(), &directory).unwrap()
+        else {
+            panic!("events expected");
+        };
+        assert!(events.is_empty(), "{events:?}");
+        assert!(unverified[0].contains("subscriber 7"), "{unverified:?}");
+    }
+
+    #[test]
+    fn an_unsubscribe_mail_needs_a_genuine_token() {
+        let s = signer();
+        let mut report = bounce(&[]);
+        report.kind = Kind::UnsubscribeRequest(vec!["please".into(), s.unsubscribe_token(5)]);
+        assert_eq!(
+            match_report(&report, "m", &s, &Map(HashMap::new())).unwrap(),
+            Matched::Unsubscribe(5)
+        );
+        report.kind = Kind::UnsubscribeRequest(vec![format!("{}x", s.unsubscribe_token(5))]);
+        assert!(matches!(
+            match_report(&report, "m", &s, &Map(HashMap::new())).unwrap(),
+            Matched::Unverified(_)
+        ));
     }
 
     #[test]

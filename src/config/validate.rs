@@ -66,15 +66,31 @@ pub(super) fn validate(
     cx: &Context,
     secret: Option<Secret>,
 ) -> Result<Config, ConfigError> {
+    let newsletter = newsletter(cx, raw.newsletter)?;
+    let database = database(cx, raw.database)?;
+    let output = output(cx, raw.output)?;
+    let feeds = feeds(cx, raw.feeds)?;
+    let fetch = fetch(cx, raw.fetch)?;
+    let ranking = ranking(cx, raw.ranking)?;
+    let mut smtp = smtp::smtp(cx, raw.smtp)?;
+    // Unsubscribing by mail always works: by default at the bounce domain (where
+    // the bounce reader's mailbox is), else at the From address's domain.
+    if smtp.unsubscribe_mailto.is_none() {
+        let domain = smtp
+            .bounce_domain
+            .clone()
+            .unwrap_or_else(|| newsletter.from.email.domain().to_string());
+        smtp.unsubscribe_mailto = Some(format!("unsubscribe@{domain}"));
+    }
     Ok(Config {
         base_dir: cx.base_dir.to_path_buf(),
-        newsletter: newsletter(cx, raw.newsletter)?,
-        database: database(cx, raw.database)?,
-        output: output(cx, raw.output)?,
-        feeds: feeds(cx, raw.feeds)?,
-        fetch: fetch(cx, raw.fetch)?,
-        ranking: ranking(cx, raw.ranking)?,
-        smtp: smtp::smtp(cx, raw.smtp)?,
+        newsletter,
+        database,
+        output,
+        feeds,
+        fetch,
+        ranking,
+        smtp,
         server: server(cx, raw.server)?,
         schedule: schedule(cx, raw.schedule)?,
         bounces: bounces(cx, raw.bounces)?,

@@ -28,7 +28,9 @@ pub use backup::check_gazette_database;
 pub use bounces::{BounceEvent, BounceKind, MessageOrigin};
 pub use ledger::{DueDelivery, LedgerCounts, LedgerWrite, LockHolder};
 pub use stories::{FeedState, Listing, StoreCounts, Story};
-pub use subscribers::{email_key, Added, Origin, Status, Subscriber, UnsubscribeMethod};
+pub use subscribers::{
+    email_key, Added, Confirmation, Origin, Status, Subscriber, UnsubscribeMethod,
+};
 
 /// The statements of `subscribers.sql`, one constant per `-- query:` block.
 mod sql {

@@ -50,6 +50,8 @@ pub enum UnsubscribeMethod {
     Cli,
     Bounce,
     Complaint,
+    /// A mail to the `mailto:` of List-Unsubscribe, read by `bounces import`.
+    Mail,
 }
 
 impl UnsubscribeMethod {
@@ -60,6 +62,7 @@ impl UnsubscribeMethod {
             UnsubscribeMethod::Cli => "cli",
             UnsubscribeMethod::Bounce => "bounce",
             UnsubscribeMethod::Complaint => "complaint",
+            UnsubscribeMethod::Mail => "mail",
         }
     }
 }
@@ -168,6 +171,7 @@ pub(super) fn set_status_in(
 /// transaction.
 fn delete_subscriber_in(conn: &Connection, id: i64) -> Result<(), StoreError> {
     for statement in [
+        sql::SUBSCRIBER_DELETE_REQUESTS,
         sql::SUBSCRIBER_DELETE_DELIVERIES,
         sql::SUBSCRIBER_DELETE_EVENTS,
         sql::SUBSCRIBER_DELETE_BOUNCES,
@@ -203,6 +207,50 @@ fn is_suppressed_in(conn: &Connection, email: &str) -> Result<bool, StoreError> 
         .query_row(params![hash], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+/// What a confirmation link can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Not used yet: pressing the button makes `subscriber_id` active as `name`.
+    Open {
+        subscriber_id: i64,
+        name: Option<String>,
+    },
+    /// Already used (or expired and forgotten).
+    Used,
+    /// The subscriber unsubscribed after asking: an old link never undoes that.
+    Superseded,
+}
+
+fn request_state_in(conn: &Connection, request: i64) -> Result<Confirmation, StoreError> {
+    let row = conn
+        .prepare_cached(sql::SUBSCRIBE_REQUEST_BY_ID)?
+        .query_row(params![request], |r| {
+            Ok((
+                r.get::<_, i64>("subscriber_id")?,
+                r.get::<_, Option<String>>("name")?,
+                r.get::<_, i64>("requested_at")?,
+                r.get::<_, Option<i64>>("used_at")?,
+            ))
+        })
+        .optional()?;
+    let Some((subscriber_id, name, requested_at, used_at)) = row else {
+        return Ok(Confirmation::Used);
+    };
+    if used_at.is_some() {
+        return Ok(Confirmation::Used);
+    }
+    let last_unsubscribe: Option<i64> = conn
+        .prepare_cached(sql::SUBSCRIBER_LAST_UNSUBSCRIBE)?
+        .query_row(params![subscriber_id], |r| r.get("at"))?;
+    if last_unsubscribe.is_some_and(|at| at >= requested_at) {
+        return Ok(Confirmation::Superseded);
+    }
+    Ok(Confirmation::Open {
+        subscriber_id,
+        name,
+    })
 }
 
 impl Store {
@@ -283,23 +331,88 @@ impl Store {
         self.in_transaction(|tx| set_status_in(tx, id, status, method, issue_id, now))
     }
 
-    /// A subscriber followed their confirmation link: active, and their own
-    /// request lifts an erasure's suppression. One transaction.
-    pub fn confirm_subscriber(&mut self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Records a request from the subscribe form: the address as pending when it
+    /// is new (with no name: nothing a stranger typed is stored on anyone), and the
+    /// request with its name, applied only when its own link is confirmed. The
+    /// request's id, or `None` when the address is already active. One transaction.
+    pub fn request_subscription(
+        &mut self,
+        email: &str,
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
         self.in_transaction(|tx| {
-            set_status_in(tx, id, Status::Active, None, None, now)?;
-            if let Some(email) = email_of_in(tx, id)? {
+            let id =
+                match add_subscriber_in(tx, email, None, Status::Pending, Origin::OwnRequest, now)?
+                {
+                    Added::New(id) => id,
+                    Added::Existing(_, Status::Active) | Added::Erased => return Ok(None),
+                    // Left, bounced or still pending: they confirm (again).
+                    Added::Existing(id, _) => id,
+                };
+            let request = tx
+                .prepare_cached(sql::SUBSCRIBE_REQUEST_INSERT)?
+                .query_row(params![id, name, to_unix(now)], |r| r.get("id"))?;
+            Ok(Some(request))
+        })
+    }
+
+    /// The address a subscribe request is for (its confirmation token is bound to it).
+    pub fn subscribe_request_email(&self, request: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(sql::SUBSCRIBE_REQUEST_BY_ID)?
+            .query_row(params![request], |r| r.get("email"))
+            .optional()?)
+    }
+
+    /// Whether a subscribe request's link can still confirm, without using it.
+    pub fn subscribe_request_state(&self, request: i64) -> Result<Confirmation, StoreError> {
+        request_state_in(&self.conn, request)
+    }
+
+    /// Someone followed a confirmation link and pressed the button: the request is
+    /// used (a link confirms once), the name sent with the button (`Some`), or else
+    /// the one the request gave, becomes the subscriber's, they
+    /// are active, and their own request lifts an erasure's suppression. A link
+    /// older than the subscriber's last unsubscribe never undoes it. One transaction.
+    pub fn confirm_request(
+        &mut self,
+        request: i64,
+        name: Option<Option<String>>,
+        now: DateTime<Utc>,
+    ) -> Result<Confirmation, StoreError> {
+        self.in_transaction(|tx| {
+            let state = request_state_in(tx, request)?;
+            let Confirmation::Open {
+                subscriber_id,
+                name: requested,
+            } = &state
+            else {
+                return Ok(state);
+            };
+            let name = name.as_ref().unwrap_or(requested);
+            tx.prepare_cached(sql::SUBSCRIBE_REQUEST_USE)?
+                .execute(params![request, to_unix(now)])?;
+            tx.prepare_cached(sql::SUBSCRIBER_SET_NAME)?
+                .execute(params![subscriber_id, name, to_unix(now)])?;
+            set_status_in(tx, *subscriber_id, Status::Active, None, None, now)?;
+            if let Some(email) = email_of_in(tx, *subscriber_id)? {
                 let hash = suppression_hash(tx, &email)?;
                 tx.prepare_cached(sql::SUPPRESSED_DELETE)?
                     .execute(params![hash])?;
             }
-            Ok(())
+            Ok(state)
         })
     }
 
     /// Forgets subscriptions requested before `before` and never confirmed (a
-    /// stranger's request for someone else's address expires); how many.
+    /// stranger's request for someone else's address expires), and requests whose
+    /// links have expired; how many subscribers.
     pub fn expire_pending(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.conn
+            .prepare_cached(sql::SUBSCRIBE_REQUESTS_EXPIRE)?
+            .execute(params![to_unix(before)])?;
         Ok(self
             .conn
             .prepare_cached(sql::SUBSCRIBERS_EXPIRE_PENDING)?

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -26,7 +27,7 @@ use crate::config::Config;
 use crate::digest;
 use crate::rank::Candidate;
 use crate::render::{self, Personal};
-use crate::store::{Added, Origin, Status, Store, UnsubscribeMethod};
+use crate::store::{Confirmation, Status, Store, UnsubscribeMethod};
 use crate::token::{self, Signer};
 use crate::week::IsoWeek;
 
@@ -133,7 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/issues/{week}", get(issue_page))
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
         .route("/subscribe", axum::routing::post(subscribe))
-        .route("/confirm/{token}", get(confirm))
+        .route("/confirm/{token}", get(confirm_page).post(confirm))
         .route("/data/{token}", get(your_data))
         .route("/preview", get(preview_now))
         .route("/preview/{week}", get(preview_week))
@@ -302,8 +303,9 @@ fn thanks() -> Response {
     )
 }
 
-/// Double opt-in: the answer is the same whether or not the address is known;
-/// the mail goes out in the background so timing tells nothing either.
+/// Double opt-in. The answer is the same, and comes as fast, whether or not the
+/// address is known: past the checks that need no database (the form, the rate
+/// limits), the request is recorded and its mail sent in the background.
 async fn subscribe(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -340,80 +342,145 @@ async fn subscribe(
         .allow(&format!("to:{}", email.to_lowercase()), 3, Instant::now());
     let name = crate::text::person_name(&form.name);
     let now = state.now();
-    let for_mail = email.clone();
-    let confirm_hours = i64::from(state.config.server.confirm_hours);
-    let pending = state
-        .db(move |s| {
-            // Unconfirmed requests older than a confirmation link's life are gone.
-            s.expire_pending(now - chrono::Duration::hours(confirm_hours))?;
-            let added = s.add_subscriber(
-                &for_mail,
-                name.as_deref(),
-                Status::Pending,
-                Origin::OwnRequest,
-                now,
-            )?;
-            let id = match added {
-                Added::New(id) => Some(id),
-                // Active subscribers need nothing; everyone else confirms (again).
-                Added::Existing(_, Status::Active) | Added::Erased => None,
-                Added::Existing(id, _) => Some(id),
-            };
-            Ok(id)
-        })
-        .await;
-    let id = match pending {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    if let (Some(id), true) = (id, mail_allowed) {
-        let expires = now.timestamp() + i64::from(state.config.server.confirm_hours) * 3600;
-        let token = state.signer.confirm_token(id, &email, expires);
-        let link = format!("{}confirm/{token}", state.config.newsletter.base_url);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let result = async {
-                let m =
-                    crate::message::confirmation(&state.config, &email, &link, SystemTime::now())?;
-                crate::send::send_one(&state.config, &m, "confirmations").await?;
-                anyhow::Ok(())
-            }
-            .await;
-            if let Err(e) = result {
-                tracing::error!(subscriber = id, "confirmation mail not sent: {e:#}");
-            }
-        });
-    }
+    let background = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = record_and_mail(background, email, name, mail_allowed, now).await {
+            tracing::error!("subscribe request not handled: {e:#}");
+        }
+    });
     thanks()
 }
 
-async fn confirm(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+/// The part of a subscribe request whose duration depends on the address.
+async fn record_and_mail(
+    state: Arc<AppState>,
+    email: String,
+    name: Option<String>,
+    mail_allowed: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let confirm_hours = i64::from(state.config.server.confirm_hours);
+    let for_store = email.clone();
+    let request = state
+        .db(move |s| {
+            // Unconfirmed requests older than a confirmation link's life are gone.
+            s.expire_pending(now - chrono::Duration::hours(confirm_hours))?;
+            Ok(s.request_subscription(&for_store, name.as_deref(), now)?)
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the database refused the request (logged above)"))?;
+    // Active subscribers need nothing.
+    let (Some(request), true) = (request, mail_allowed) else {
+        return Ok(());
+    };
+    let expires = now.timestamp() + confirm_hours * 3600;
+    let token = state.signer.confirm_token(request, &email, expires);
+    let link = format!("{}confirm/{token}", state.config.newsletter.base_url);
+    let m = crate::message::confirmation(&state.config, &email, &link, SystemTime::now())?;
+    crate::send::send_one(&state.config, &m, "confirmations")
+        .await
+        .with_context(|| format!("confirmation mail for request {request} not sent"))?;
+    Ok(())
+}
+
+/// The subscribe request a confirmation token names, if genuine and not expired.
+async fn confirmation_request(
+    state: &Arc<AppState>,
+    token: String,
+) -> Result<Option<i64>, Response> {
     let now = state.now();
     let signer = state.signer.clone();
-    let outcome = state
+    state
         .db(move |s| {
-            let email_of = |id: i64| s.subscriber(id).ok().flatten().map(|x| x.email);
-            let Some((id, expires)) = signer.verify_confirm(&token, email_of) else {
-                return Ok(false);
-            };
-            if expires < now.timestamp() {
-                return Ok(false);
-            }
-            // Their own confirmed request also lifts an erasure's suppression.
-            s.confirm_subscriber(id, now)?;
-            Ok(true)
+            let email_of = |id: i64| s.subscribe_request_email(id).ok().flatten();
+            Ok(signer
+                .verify_confirm(&token, email_of)
+                .filter(|(_, expires)| *expires >= now.timestamp())
+                .map(|(request, _)| request))
         })
-        .await;
+        .await
+}
+
+fn confirmation_answer(state: &AppState, outcome: Confirmation, done: bool) -> Response {
+    let name = state.config.newsletter.name.clone();
     match outcome {
-        Ok(true) => {
-            let name = state.config.newsletter.name.clone();
-            respond(
-                StatusCode::OK,
-                "You are subscribed",
-                html! { div class="card" { p { "Welcome to " (name) ". The next issue will reach you on its day." } } },
-            )
+        Confirmation::Open { .. } if done => respond(
+            StatusCode::OK,
+            "You are subscribed",
+            html! { div class="card" { p { "Welcome to " (name) ". The next issue will reach you on its day." } } },
+        ),
+        // A GET (a person, or a mail scanner following links) only shows the
+        // button, with the name the request gave, which its owner can change:
+        // somebody else may have typed it.
+        Confirmation::Open { name: given, .. } => respond(
+            StatusCode::OK,
+            &format!("Subscribe to {name}"),
+            html! {
+                div class="card" {
+                    p { "Press the button to start receiving " (name) "." }
+                    form method="post" {
+                        label for="name" { "Your name, for the greeting (optional)" }
+                        input type="text" id="name" name="name" maxlength=(crate::text::MAX_NAME_CHARS) value=(given.unwrap_or_default());
+                        button type="submit" { "Confirm my subscription" }
+                    }
+                }
+            },
+        ),
+        Confirmation::Used => respond(
+            StatusCode::OK,
+            "This link was used already",
+            html! { div class="card" { p { "Each confirmation link works once. To subscribe again, use the form on the newsletter's page." } } },
+        ),
+        Confirmation::Superseded => respond(
+            StatusCode::OK,
+            "You unsubscribed after asking",
+            html! { div class="card" { p { "This link is older than your unsubscribe, so it changes nothing. To come back, use the form on the newsletter's page." } } },
+        ),
+    }
+}
+
+/// GET of a confirmation link: a page with a button, and no change.
+async fn confirm_page(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
+    let request = match confirmation_request(&state, token).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return bad_link(),
+        Err(r) => return r,
+    };
+    match state
+        .db(move |s| Ok(s.subscribe_request_state(request)?))
+        .await
+    {
+        Ok(outcome) => confirmation_answer(&state, outcome, false),
+        Err(r) => r,
+    }
+}
+
+/// POST of a confirmation link (the button): the subscription starts, once, with
+/// the name the form sent (when it sent one).
+async fn confirm(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Response {
+    let name = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| crate::text::person_name(&v));
+    let request = match confirmation_request(&state, token).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return bad_link(),
+        Err(r) => return r,
+    };
+    let now = state.now();
+    match state
+        .db(move |s| Ok(s.confirm_request(request, name, now)?))
+        .await
+    {
+        Ok(outcome) => {
+            if matches!(outcome, Confirmation::Open { .. }) {
+                tracing::info!(request, "subscription confirmed");
+            }
+            confirmation_answer(&state, outcome, true)
         }
-        Ok(false) => bad_link(),
         Err(r) => r,
     }
 }

@@ -53,13 +53,14 @@ enum Command {
     },
     /// Pick the week's top stories and write digests/<week>/.
     Build {
-        /// An ISO week such as 2026-W06 (default: the last complete week).
-        #[arg(long)]
+        /// The ISO week, such as 2026-W06 (default: the last complete week in the newsletter's time zone).
+        #[arg(long, value_name = "YYYY-Www")]
         week: Option<IsoWeek>,
     },
     /// Show every candidate story, its score, and why it is in or out.
     Explain {
-        #[arg(long)]
+        /// The ISO week, such as 2026-W06 (default: the last complete week in the newsletter's time zone).
+        #[arg(long, value_name = "YYYY-Www")]
         week: Option<IsoWeek>,
     },
     /// Page-view counts, a popularity signal for ranking.
@@ -69,10 +70,11 @@ enum Command {
     },
     /// Send the week's issue to every active subscriber not yet sent it.
     Send {
-        #[arg(long)]
+        /// The ISO week, such as 2026-W06 (default: the last complete week in the newsletter's time zone).
+        #[arg(long, value_name = "YYYY-Www")]
         week: Option<IsoWeek>,
         /// List who would receive it; send nothing.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "test")]
         dry_run: bool,
         /// Send one "[TEST]" copy to these addresses only (the ledger is untouched).
         #[arg(long = "test", value_name = "ADDR", num_args = 1..)]
@@ -80,7 +82,8 @@ enum Command {
     },
     /// The weekly job, for cron: fetch, build (unless a send has begun), send.
     Run {
-        #[arg(long)]
+        /// The ISO week, such as 2026-W06 (default: the last complete week in the newsletter's time zone).
+        #[arg(long, value_name = "YYYY-Www")]
         week: Option<IsoWeek>,
     },
     /// The subscriber list.
@@ -89,16 +92,25 @@ enum Command {
         command: SubscribersCommand,
     },
     /// Unsubscribe an address (recorded as done from the command line).
-    Unsubscribe { email: String },
+    Unsubscribe {
+        /// The subscriber's address.
+        email: String,
+    },
     /// Bounces and complaints that came back by mail.
     Bounces {
         #[command(subcommand)]
         command: BouncesCommand,
     },
     /// A consistent copy of the live database (safe while serve and send run).
-    Backup { path: PathBuf },
+    Backup {
+        /// The file to write the copy to (it must not exist).
+        path: PathBuf,
+    },
     /// Replace the database's content with a backup's.
-    Restore { path: PathBuf },
+    Restore {
+        /// A file written by `gazette backup`.
+        path: PathBuf,
+    },
     /// Serve unsubscribes, subscriptions, the archive and the preview, and run the
     /// weekly schedule, until SIGTERM or Ctrl-C.
     Serve,
@@ -106,38 +118,59 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BouncesCommand {
-    /// Read a Maildir, an mbox file, or .eml files; apply the bounce policy.
-    Import { path: PathBuf },
+    /// Read a Maildir, an mbox file, or .eml files; apply the bounce policy and
+    /// unsubscribe requests sent by mail.
+    Import {
+        /// A Maildir (with cur/ and new/), an mbox file, an .eml file or a directory of them.
+        path: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum SubscribersCommand {
     /// Add an address as active (an address already on the list keeps its status).
     Add {
+        /// The address to add.
         email: String,
+        /// The name greetings use (at most 100 characters are kept).
         #[arg(long)]
         name: Option<String>,
     },
     /// Import an `email,name` CSV: good lines stored, bad ones reported by line.
-    Import { file: PathBuf },
+    Import {
+        /// A CSV file of `email,name` lines (a header line is optional).
+        file: PathBuf,
+    },
     /// List subscribers.
     List {
-        #[arg(long)]
+        /// Only subscribers with this status.
+        #[arg(long, value_parser = ["pending", "active", "unsubscribed", "bounced", "complained"])]
         status: Option<String>,
+        /// One JSON array of subscribers instead of tab-separated lines.
         #[arg(long)]
         json: bool,
     },
     /// How many subscribers have each status.
     Count {
+        /// One JSON object, status to count, instead of lines.
         #[arg(long)]
         json: bool,
     },
     /// Delete an address and its history.
-    Remove { email: String },
+    Remove {
+        /// The subscriber's address.
+        email: String,
+    },
     /// Print everything held about an address, as JSON.
-    Export { email: String },
+    Export {
+        /// The subscriber's address.
+        email: String,
+    },
     /// Erase an address's data, keeping a salted hash so no import adds it again.
-    Wipe { email: String },
+    Wipe {
+        /// The subscriber's address.
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -149,28 +182,70 @@ enum FeedsCommand {
 #[derive(Subcommand)]
 enum ViewsCommand {
     /// Import a `url,views` CSV file.
-    Import { file: PathBuf },
+    Import {
+        /// An analytics export: `url,views` lines, or a Matomo, Plausible or GA4 CSV.
+        file: PathBuf,
+    },
 }
 
-/// Quiet on success for commands; `serve` logs each request and job.
-fn default_log_level() -> &'static str {
-    if std::env::args().any(|a| a == "serve") {
-        "info"
-    } else {
-        "warn"
-    }
+/// Libraries whose debug output drowns gazette's own (html5ever logs every
+/// token it parses): kept at `warn` unless `GAZETTE_LOG` names them.
+const NOISY_TARGETS: &[&str] = &[
+    "html5ever",
+    "markup5ever",
+    "selectors",
+    "scraper",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "mio",
+    "tokio_util",
+    "tower",
+    "css_inline",
+    "cssparser",
+];
+
+/// The log filter: `GAZETTE_LOG` (tracing's `EnvFilter` syntax, such as `debug`
+/// or `gazette=debug,tower_http=info`), else `info` for `serve` (each request
+/// and job) and `warn` for commands (quiet on success). Noisy libraries stay at
+/// `warn` unless named. An invalid `GAZETTE_LOG` is an error that names it.
+fn log_filter(serve: bool) -> Result<tracing_subscriber::EnvFilter> {
+    let default = if serve { "info" } else { "warn" };
+    let asked = std::env::var("GAZETTE_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let mut directives: Vec<String> = NOISY_TARGETS
+        .iter()
+        .filter(|t| !asked.as_deref().is_some_and(|a| a.contains(*t)))
+        .map(|t| format!("{t}=warn"))
+        .collect();
+    directives.push(asked.clone().unwrap_or_else(|| default.to_string()));
+    tracing_subscriber::EnvFilter::builder()
+        .parse(directives.join(","))
+        .with_context(|| {
+            format!(
+                "GAZETTE_LOG={:?} is not a log filter (examples: info, debug, gazette=debug)",
+                asked.unwrap_or_default()
+            )
+        })
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match log_filter(matches!(cli.command, Command::Serve)) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GAZETTE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_level())),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -351,8 +426,11 @@ fn subscribers(config: &Config, command: SubscribersCommand, now: DateTime<Utc>)
 struct Bar(indicatif::ProgressBar);
 
 impl send::Progress for Bar {
+    /// Shown from here on, so it never shows a made-up total.
     fn start(&self, total: u64) {
         self.0.set_length(total);
+        self.0
+            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
     }
     fn delivered(&self) {
         self.0.inc(1);
@@ -369,16 +447,21 @@ fn progress(config: &Config, week: IsoWeek) -> Result<Arc<dyn send::Progress>> {
         eprintln!("note: GAZETTE_SECRET is not set; the outbox's links are signed with a fixed development secret");
     }
     Ok(if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} {wide_bar} {pos}/{len} {per_sec} eta {eta}",
-            )
-            .expect("static template"),
-        );
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden())
+                .with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} {wide_bar} {pos}/{len} {per_sec} eta {eta}",
+                    )
+                    .expect("static template"),
+                );
         bar.set_message(format!("sending {week}"));
         Arc::new(Bar(bar))
     } else {
-        Arc::new(send::NoProgress)
+        Arc::new(send::LogProgress::new(
+            format!("sending {week}"),
+            std::time::Duration::from_secs(10),
+        ))
     })
 }
 

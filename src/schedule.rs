@@ -33,6 +33,12 @@ pub enum Action {
         scheduled_at: DateTime<Utc>,
         late_by: Duration,
     },
+    /// The send at `scheduled_at` finds `week` already sent (by a system cron,
+    /// or before a restart): nothing to do.
+    AlreadySent {
+        week: IsoWeek,
+        scheduled_at: DateTime<Utc>,
+    },
 }
 
 pub struct Scheduler {
@@ -95,7 +101,10 @@ impl Scheduler {
                     let week = IsoWeek::last_complete(at, self.tz);
                     let late_by = (now - at).to_std().unwrap_or_default();
                     if is_sent(week) {
-                        // Done already (by a system cron, or before a restart).
+                        actions.push(Action::AlreadySent {
+                            week,
+                            scheduled_at: at,
+                        });
                     } else if late_by > self.max_lateness {
                         actions.push(Action::SkipStale {
                             week,
@@ -112,6 +121,12 @@ impl Scheduler {
             }
         }
         actions
+    }
+
+    /// The next fetch and the next send after `now`, for the log.
+    pub fn upcoming(&self, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let after = |c: &Option<Cron>| c.as_ref().and_then(|c| next(c, now, self.tz));
+        (after(&self.fetch), after(&self.send))
     }
 
     /// When something is next due (at most an hour away, so a clock change or a
@@ -212,7 +227,14 @@ mod tests {
     #[test]
     fn a_week_already_sent_by_cron_is_left_alone() {
         let mut s = scheduler(24);
-        assert_eq!(s.due(at("2026-02-09T03:00:00Z"), |_| true), vec![]);
+        assert_eq!(
+            s.due(at("2026-02-09T03:00:00Z"), |_| true),
+            vec![Action::AlreadySent {
+                week: "2026-W06".parse().unwrap(),
+                scheduled_at: at("2026-02-09T03:00:00Z"),
+            }]
+        );
+        assert_eq!(s.due(at("2026-02-09T03:00:01Z"), |_| true), vec![]);
     }
 
     #[test]

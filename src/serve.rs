@@ -29,15 +29,19 @@ async fn fetch_job(config: &Config, now: chrono::DateTime<chrono::Utc>) {
     let result = async {
         let mut store = app::open_store(config)?;
         let reports = app::fetch(config, &mut store, now).await?;
-        let summary = app::summarize_fetch(&reports);
-        match summary.error() {
-            Some(e) => Err(e),
-            None => Ok(summary),
-        }
+        anyhow::Ok(app::summarize_fetch(&reports))
     }
     .await;
     match result {
-        Ok(_) => tracing::info!(job = "fetch", "feeds fetched"),
+        Ok(summary) => {
+            // One line per feed and list page.
+            for line in &summary.lines {
+                tracing::info!(job = "fetch", "{line}");
+            }
+            if let Some(e) = summary.error() {
+                tracing::error!(job = "fetch", "{e:#}");
+            }
+        }
         Err(e) => tracing::error!(job = "fetch", "{e:#}"),
     }
     if let Some(maildir) = &config.bounces.maildir {
@@ -61,7 +65,10 @@ async fn send_job(
     now: chrono::DateTime<chrono::Utc>,
     stop: Arc<AtomicBool>,
 ) {
-    let progress: Arc<dyn crate::send::Progress> = Arc::new(crate::send::NoProgress);
+    let progress: Arc<dyn crate::send::Progress> = Arc::new(crate::send::LogProgress::new(
+        format!("sending {week}"),
+        Duration::from_secs(10),
+    ));
     match app::run_job(config, week, now, progress, stop).await {
         Ok(outcome) => {
             for line in outcome.lines {
@@ -83,18 +90,32 @@ async fn schedule_loop(
     stop: Arc<AtomicBool>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut scheduler = Scheduler::new(&config.schedule, config.newsletter.timezone);
+    let tz = config.newsletter.timezone;
+    let local = |t: chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    };
+    let mut scheduler = Scheduler::new(&config.schedule, tz);
+    let mut announce = true;
     loop {
         if *shutdown.borrow() {
             return;
         }
         let now = clock();
         for action in scheduler.due(now, |w| issue_finished(&config, w)) {
+            announce = true;
             match action {
-                Action::Fetch => fetch_job(&config, now).await,
+                Action::Fetch => {
+                    tracing::info!(job = "fetch", "fetching the feeds");
+                    fetch_job(&config, now).await
+                }
                 Action::Send { week, scheduled_at } => {
-                    tracing::info!(job = "send", %week, scheduled_at = %scheduled_at, "weekly job starting");
+                    tracing::info!(job = "send", %week, scheduled_at = %local(scheduled_at), "weekly job starting");
                     send_job(&config, week, now, stop.clone()).await;
+                }
+                Action::AlreadySent { week, scheduled_at } => {
+                    tracing::info!(job = "send", %week, scheduled_at = %local(scheduled_at), "already sent; nothing to do");
                 }
                 Action::SkipStale {
                     week,
@@ -102,7 +123,7 @@ async fn schedule_loop(
                     late_by,
                 } => {
                     tracing::warn!(
-                        job = "send", %week, scheduled_at = %scheduled_at,
+                        job = "send", %week, scheduled_at = %local(scheduled_at),
                         "skipped: the send was missed by {}, more than [schedule] max_lateness",
                         humantime::format_duration(Duration::from_secs(late_by.as_secs()))
                     );
@@ -110,6 +131,17 @@ async fn schedule_loop(
             }
         }
         let now = clock();
+        if announce {
+            // After each decision (and at start): what comes next, in the
+            // newsletter's time zone.
+            announce = false;
+            let (fetch, send) = scheduler.upcoming(now);
+            tracing::info!(
+                next_fetch = %fetch.map(local).unwrap_or_else(|| "none scheduled".into()),
+                next_send = %send.map(local).unwrap_or_else(|| "none scheduled".into()),
+                "schedule"
+            );
+        }
         let wait = (scheduler.next_wakeup(now) - now)
             .to_std()
             .unwrap_or_default()

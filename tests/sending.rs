@@ -194,6 +194,43 @@ fn a_mail_server_needs_a_secret_of_32_bytes() {
     assert!(server.received().is_empty());
 }
 
+/// A server that answers but offers no STARTTLS is a setting to fix: the error
+/// says so (not "cannot reach"), and a password is never sent over it.
+#[test]
+fn no_starttls_is_a_refusal_and_a_login_never_goes_in_clear_text() {
+    let server = MailServer::start(Faults::default());
+    let tls_site = site(&server.url(), 2, "require_tls = true\n");
+    let out = tls_site
+        .command(&["send", "--week", "2026-W06"])
+        .env("GAZETTE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("answered, but the connection cannot be used") && err.contains("STARTTLS"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach"), "{err}");
+
+    let with_user = server.url().replacen("smtp://", "smtp://editor@", 1);
+    let site = self::site(&with_user, 2, "");
+    let out = site
+        .command(&["send", "--week", "2026-W06"])
+        .env("GAZETTE_SECRET", SECRET)
+        .env("GAZETTE_SMTP__PASSWORD", "hunter2-hunter2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("clear text") && err.contains("allow_plaintext_auth"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(server.received().is_empty());
+}
+
 #[test]
 fn transient_421_and_451_are_retried_until_delivered() {
     let server = MailServer::start(Faults {

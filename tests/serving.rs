@@ -344,6 +344,44 @@ fn subscribe_confirm_by_mail_and_the_same_answer_twice() {
     ));
 }
 
+/// The answer cannot tell known addresses from unknown by its timing: it comes
+/// before the database is touched, so even a database locked by another writer
+/// does not delay it, for any address.
+#[test]
+fn the_subscribe_answer_does_not_wait_for_the_database() {
+    let site = sent_site(1, "");
+    let server = Serving::start(&site, &[], crate::util::NOW);
+    let http = Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    // Opens the server's connection before the lock is taken.
+    assert_eq!(
+        http.get(server.url("/healthz")).send().unwrap().status(),
+        200
+    );
+    let lock = site.db();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let answers: Vec<(u16, String)> = ["person1@example.com", "new@example.com"]
+        .iter()
+        .map(|email| {
+            let r = http
+                .post(server.url("/subscribe"))
+                .form(&[("email", *email)])
+                .send()
+                .expect("answered while the database is locked");
+            (r.status().as_u16(), r.text().unwrap())
+        })
+        .collect();
+    assert_eq!(answers[0].0, 200);
+    assert_eq!(answers[0], answers[1]);
+    lock.execute_batch("COMMIT").unwrap();
+    assert!(wait_for(
+        || site.count("SELECT count(*) FROM subscribers WHERE email = 'new@example.com'") == 1,
+        10
+    ));
+}
+
 #[test]
 fn confirmation_links_expire() {
     let site = sent_site(1, "\n[server]\nconfirm_hours = 1\n");

@@ -12,6 +12,7 @@ mod concurrency;
 mod dkim;
 mod feeds;
 mod inbox;
+mod operator;
 mod privacy;
 mod properties;
 mod real_feeds;

@@ -88,6 +88,13 @@ pub async fn fetch(
         let source = &config.feeds[i];
         let outcome = match parsed {
             Ok(Some((parsed, etag, last_modified))) => {
+                tracing::debug!(
+                    feed = source.label(),
+                    items = parsed.items.len(),
+                    skipped = parsed.skipped.len(),
+                    first_fetch,
+                    "parsed"
+                );
                 let counts = store.store_items(feed_id, &parsed.items, now, first_fetch)?;
                 store.record_fetch(
                     feed_id,

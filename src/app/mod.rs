@@ -160,6 +160,13 @@ pub fn build(
     };
     let dir = config.week_dir(&week);
     digest::write_issue(&dir, &fitted.issue, &record)?;
+    tracing::info!(
+        %week,
+        stories = record.selection.picks.len(),
+        bytes = fitted.sent_size,
+        subject = %record.subject,
+        "issue built"
+    );
     Ok(Some(Built {
         week,
         issue: fitted.issue,

@@ -15,9 +15,20 @@ pub enum InvalidAddress {
         address: String,
         reason: lettre::address::AddressError,
     },
+    #[error("{0}: a quoted or unusual local part (before the @) is not accepted: most mail servers and clients cannot send to it")]
+    Unusual(String),
 }
 
-/// Validates an address with lettre's parser; returns it trimmed.
+/// RFC 5322's `atext`, plus the non-ASCII letters of RFC 6531.
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || "!#$%&'*+/=?^_`{|}~-".contains(c)
+        || !c.is_ascii() && !c.is_control() && !c.is_whitespace()
+}
+
+/// Validates an address with lettre's parser, and insists on a plain local part
+/// (a dot-atom: no quotes, spaces or empty dot-separated pieces); returns it
+/// trimmed.
 pub fn valid_address(email: &str) -> Result<String, InvalidAddress> {
     let trimmed = email.trim();
     if trimmed.is_empty() {
@@ -27,13 +38,21 @@ pub fn valid_address(email: &str) -> Result<String, InvalidAddress> {
     if trimmed.len() > 254 {
         return Err(InvalidAddress::TooLong);
     }
-    trimmed
-        .parse::<lettre::Address>()
-        .map(|a| a.to_string())
-        .map_err(|reason| InvalidAddress::Malformed {
-            address: trimmed.to_string(),
-            reason,
-        })
+    let address =
+        trimmed
+            .parse::<lettre::Address>()
+            .map_err(|reason| InvalidAddress::Malformed {
+                address: trimmed.to_string(),
+                reason,
+            })?;
+    let plain = address
+        .user()
+        .split('.')
+        .all(|piece| !piece.is_empty() && piece.chars().all(is_atext));
+    if !plain {
+        return Err(InvalidAddress::Unusual(trimmed.to_string()));
+    }
+    Ok(address.to_string())
 }
 
 #[derive(Debug, Default)]
@@ -249,16 +268,26 @@ pub fn list_subscribers(
         })?),
         None => None,
     };
+    // With --json, one array (streamed: a list may not fit in memory).
     let mut after = 0;
+    let mut first = true;
+    if json {
+        write!(out, "[")?;
+    }
     loop {
         let page = store.subscribers_page(status, after, 1000)?;
         let Some(last) = page.last() else {
+            if json {
+                writeln!(out, "{}]", if first { "" } else { "\n" })?;
+            }
             return Ok(());
         };
         after = last.id;
         for s in page {
             if json {
-                writeln!(out, "{}", serde_json::to_string(&s)?)?;
+                let separator = if first { "\n" } else { ",\n" };
+                write!(out, "{separator}{}", serde_json::to_string(&s)?)?;
+                first = false;
             } else {
                 writeln!(
                     out,

@@ -221,6 +221,9 @@ pub struct SmtpServer {
 pub struct Smtp {
     pub transport: Transport,
     pub require_tls: bool,
+    /// Log in (AUTH) on a connection without TLS; off unless set on purpose:
+    /// the password would cross the network in clear text.
+    pub allow_plaintext_auth: bool,
     pub concurrency: usize,
     pub rate: f64,
     /// At most this many messages in any sliding hour (0: no limit).

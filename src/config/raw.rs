@@ -207,6 +207,7 @@ impl Default for RawRanking {
 pub(super) struct RawSmtp {
     pub(super) url: String,
     pub(super) require_tls: bool,
+    pub(super) allow_plaintext_auth: bool,
     pub(super) concurrency: usize,
     pub(super) rate: f64,
     pub(super) per_hour: u32,
@@ -228,6 +229,7 @@ impl Default for RawSmtp {
         RawSmtp {
             url: "file:".into(),
             require_tls: false,
+            allow_plaintext_auth: false,
             concurrency: 4,
             rate: 0.0,
             per_hour: 0,

@@ -82,6 +82,7 @@ impl Conn {
 pub(crate) struct Dial {
     server: SmtpServer,
     require_tls: bool,
+    allow_plaintext_auth: bool,
     timeout: Duration,
     pipelining: Pipelining,
 }
@@ -106,6 +107,7 @@ impl Channel {
             dial: Dial {
                 server: server.clone(),
                 require_tls: config.smtp.require_tls,
+                allow_plaintext_auth: config.smtp.allow_plaintext_auth,
                 timeout: Duration::from_secs(config.smtp.timeout_secs),
                 pipelining: config.smtp.pipelining,
             },
@@ -114,7 +116,7 @@ impl Channel {
     }
 
     /// Makes sure a connection is open; the error says why not.
-    pub(crate) async fn ready(&mut self) -> Result<(), String> {
+    pub(crate) async fn ready(&mut self) -> Result<(), DialError> {
         let Channel::Smtp { dial, conn } = self else {
             return Ok(());
         };
@@ -124,7 +126,9 @@ impl Channel {
         *conn = None;
         let c = tokio::time::timeout(dial.timeout, connect(dial))
             .await
-            .map_err(|_| format!("no answer within {} s", dial.timeout.as_secs()))??;
+            .map_err(|_| {
+                DialError::Unreachable(format!("no answer within {} s", dial.timeout.as_secs()))
+            })??;
         *conn = Some(c);
         Ok(())
     }
@@ -217,19 +221,39 @@ impl Channel {
     }
 }
 
-async fn connect(dial: &Dial) -> Result<Conn, String> {
+/// Why no connection is open: the server could not be reached (worth trying
+/// again), or it answered and refused what gazette needs (TLS, the login): a
+/// setting to fix, not a network to wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DialError {
+    Unreachable(String),
+    Refused(String),
+}
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialError::Unreachable(why) | DialError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+async fn connect(dial: &Dial) -> Result<Conn, DialError> {
+    use DialError::{Refused, Unreachable};
     let Dial {
         server,
         require_tls,
+        allow_plaintext_auth,
         timeout,
         pipelining,
     } = dial;
-    let no_starttls = "the server does not offer STARTTLS and [smtp] require_tls is set";
+    let no_starttls =
+        || Refused("the server does not offer STARTTLS and [smtp] require_tls is set".into());
     // Plain, no login: gazette's own client, unless the server offers STARTTLS.
     if !server.implicit_tls && server.user.is_none() {
         let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Unreachable(e.to_string()))?;
         let forced = match pipelining {
             Pipelining::Auto => None,
             Pipelining::Always => Some(true),
@@ -237,16 +261,20 @@ async fn connect(dial: &Dial) -> Result<Conn, String> {
         };
         let client = smtp::Client::connect(tcp, &super::hostname(), *timeout, forced)
             .await
-            .map_err(|e| e.message)?;
+            .map_err(|e| match e.reply {
+                // It answered, with a refusal.
+                Some(_) => Refused(e.message),
+                None => Unreachable(e.message),
+            })?;
         if !client.starttls {
             if *require_tls {
-                return Err(no_starttls.into());
+                return Err(no_starttls());
             }
             return Ok(Conn::Fast(Box::new(client)));
         }
     }
     let hello = ClientId::default();
-    let tls = || TlsParameters::new(server.host.clone()).map_err(|e| format!("TLS: {e}"));
+    let tls = || TlsParameters::new(server.host.clone()).map_err(|e| Refused(format!("TLS: {e}")));
     let mut conn = if server.implicit_tls {
         AsyncSmtpConnection::connect_tokio1(
             (server.host.as_str(), server.port),
@@ -256,22 +284,27 @@ async fn connect(dial: &Dial) -> Result<Conn, String> {
             None,
         )
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| Unreachable(e.to_string()))?
     } else {
         let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Unreachable(e.to_string()))?;
         // TCP_NODELAY, and a body leaves with its final dot: see `wire`.
-        let stream = super::wire::JoinedStream::new(tcp).map_err(|e| e.to_string())?;
+        let stream = super::wire::JoinedStream::new(tcp).map_err(|e| Unreachable(e.to_string()))?;
         let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Unreachable(e.to_string()))?;
         if conn.can_starttls() {
+            // A certificate or handshake refused is a setting, not the network.
             conn.starttls(tls()?, &hello)
                 .await
-                .map_err(|e| format!("STARTTLS: {e}"))?;
+                .map_err(|e| Refused(format!("STARTTLS: {e}")))?;
         } else if *require_tls {
-            return Err(no_starttls.into());
+            return Err(no_starttls());
+        } else if let (Some(user), false) = (&server.user, allow_plaintext_auth) {
+            return Err(Refused(format!(
+                "the server does not offer STARTTLS, so logging in as {user} would send the password in clear text; use a relay with TLS, or set [smtp] allow_plaintext_auth = true for one on a network you trust"
+            )));
         }
         conn
     };
@@ -286,7 +319,7 @@ async fn connect(dial: &Dial) -> Result<Conn, String> {
             &Credentials::new(user.clone(), password),
         )
         .await
-        .map_err(|e| format!("login as {user}: {e}"))?;
+        .map_err(|e| Refused(format!("login as {user}: {e}")))?;
     }
     Ok(Conn::Lettre(Box::new(conn)))
 }

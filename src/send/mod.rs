@@ -59,6 +59,10 @@ pub enum SendError {
     Message(#[from] message::MessageError),
     #[error("cannot reach the mail server {server}: {reason}")]
     Unreachable { server: String, reason: String },
+    #[error("the mail server {server} answered, but the connection cannot be used: {reason}")]
+    Refused { server: String, reason: String },
+    #[error("the mail server {server} did not take the message: {reason}")]
+    NotTaken { server: String, reason: String },
     #[error("stopped: the mail server refused {count} messages in a row (last: {last}); this looks like a configuration problem, not bad addresses")]
     Refusing { count: usize, last: String },
     #[error("cannot write {path}")]
@@ -66,6 +70,16 @@ pub enum SendError {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl SendError {
+    /// A connection that could not be opened, as the error it is.
+    pub(crate) fn dial(server: String, e: channel::DialError) -> SendError {
+        match e {
+            channel::DialError::Unreachable(reason) => SendError::Unreachable { server, reason },
+            channel::DialError::Refused(reason) => SendError::Refused { server, reason },
+        }
+    }
 }
 
 /// What a send came to.
@@ -117,6 +131,58 @@ impl Progress for NoProgress {
     fn start(&self, _: u64) {}
     fn delivered(&self) {}
     fn finish(&self) {}
+}
+
+/// Progress as log lines at `info`: the total at the start, then a line every
+/// `every` while deliveries are made (for `serve` and cron, where no one watches
+/// a bar).
+pub struct LogProgress {
+    label: String,
+    every: std::time::Duration,
+    total: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+    last: std::sync::Mutex<std::time::Instant>,
+}
+
+impl LogProgress {
+    pub fn new(label: impl Into<String>, every: std::time::Duration) -> LogProgress {
+        LogProgress {
+            label: label.into(),
+            every,
+            total: Default::default(),
+            done: Default::default(),
+            last: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+}
+
+impl Progress for LogProgress {
+    fn start(&self, total: u64) {
+        use std::sync::atomic::Ordering;
+        self.total.store(total, Ordering::Relaxed);
+        tracing::info!("{}: {total} deliveries to make", self.label);
+    }
+    fn delivered(&self) {
+        use std::sync::atomic::Ordering;
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() >= self.every {
+            *last = std::time::Instant::now();
+            tracing::info!(
+                "{}: {done} of {} delivered",
+                self.label,
+                self.total.load(Ordering::Relaxed)
+            );
+        }
+    }
+    fn finish(&self) {
+        use std::sync::atomic::Ordering;
+        tracing::info!(
+            "{}: {} delivered in this run",
+            self.label,
+            self.done.load(Ordering::Relaxed)
+        );
+    }
 }
 
 /// This machine's name: what a send lock names its holder by, and EHLO says.
@@ -299,10 +365,7 @@ async fn single_channel(config: &Config, outbox: &Path) -> Result<Channel, SendE
     channel
         .ready()
         .await
-        .map_err(|reason| SendError::Unreachable {
-            server: server_label(main_server(config)),
-            reason,
-        })?;
+        .map_err(|e| SendError::dial(server_label(main_server(config)), e))?;
     Ok(channel)
 }
 
@@ -323,9 +386,9 @@ pub async fn send_one(
         .deliver(message.envelope(), &message.formatted(), &name)
         .await;
     channel.close().await;
-    result.map_err(|f| SendError::Unreachable {
+    result.map_err(|f| SendError::NotTaken {
         server: server_label(main_server(config)),
-        reason: f.message,
+        reason: f.reply.unwrap_or(f.message),
     })
 }
 
@@ -358,7 +421,7 @@ pub async fn send_test(
             true,
         )?;
         let delivered = match channel.ready().await {
-            Err(reason) => Err(reason),
+            Err(reason) => Err(reason.to_string()),
             Ok(()) => channel
                 .deliver(
                     message.envelope(),

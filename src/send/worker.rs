@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::channel::Channel;
+use super::channel::{Channel, DialError};
 use super::ledger::Ledger;
 use super::throttle::{backoff, Throttle};
 use super::{Progress, SendError};
@@ -168,6 +168,11 @@ async fn connect(shared: &Shared, channel: &mut Channel, relay: usize) -> Result
     let state = &shared.relays[relay];
     let mut tries = 0;
     while let Err(reason) = channel.ready().await {
+        // A refusal (no STARTTLS, a certificate, the login) will not heal by
+        // waiting: stop with what to fix.
+        if matches!(reason, DialError::Refused(_)) {
+            return Err(SendError::dial(state.label.clone(), reason));
+        }
         tries += 1;
         if tries >= 3 {
             let now = Instant::now();
@@ -177,10 +182,7 @@ async fn connect(shared: &Shared, channel: &mut Channel, relay: usize) -> Result
                 .enumerate()
                 .any(|(i, r)| i != relay && r.down(now).is_none());
             if !others_up {
-                return Err(SendError::Unreachable {
-                    server: state.label.clone(),
-                    reason,
-                });
+                return Err(SendError::dial(state.label.clone(), reason));
             }
             let back = now + backoff(shared.retry_base, 1) * 60;
             *state.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(back);
@@ -220,6 +222,7 @@ async fn deliver_one(
     }
     let id = delivery.subscriber_id;
     if !shared.ledger.claim(id).await? {
+        tracing::debug!(subscriber = id, "skipped: no longer active");
         shared.progress.delivered();
         return Ok(());
     }
@@ -259,6 +262,7 @@ async fn deliver_one(
     {
         Ok(reply) => {
             state.throttle().accepted();
+            tracing::debug!(subscriber = id, relay = %state.label, %reply, "delivered");
             shared.ledger.sent(id, &reply, &message_id)?;
             shared.consecutive_refusals.store(0, Ordering::SeqCst);
             shared.progress.delivered();

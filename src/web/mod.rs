@@ -149,14 +149,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// A request path fit for logs: tokens shortened, never whole.
+/// A request path fit for logs: tokens shortened, never whole, wherever they
+/// appear (a path that 404s, such as `/newsletter/u/<token>` behind a proxy
+/// that did not strip its prefix, carries one too). A token is the segment after
+/// `u`, `confirm`, `data` or `c`, or any long segment.
 pub fn redacted_path(path: &str) -> String {
-    for prefix in ["/u/", "/confirm/", "/data/"] {
-        if let Some(t) = path.strip_prefix(prefix) {
-            return format!("{prefix}{}", token::redact(t));
-        }
-    }
-    path.to_string()
+    let mut after_marker = false;
+    path.split('/')
+        .map(|segment| {
+            let secret = after_marker || segment.len() >= 24;
+            after_marker = matches!(segment, "u" | "confirm" | "data" | "c");
+            if secret && !segment.is_empty() {
+                token::redact(segment)
+            } else {
+                segment.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 const PAGE_CSS: &str = "body{margin:0;font:16px/1.5 -apple-system,Segoe UI,Arial,sans-serif;color:#1f2937;background:#eef1f5}\
@@ -545,5 +555,13 @@ mod tests {
         assert_eq!(redacted_path("/u/12.abcdefghijklmnop"), "/u/12.abc…");
         assert_eq!(redacted_path("/confirm/1.99.xyzxyzxyz"), "/confirm/1.99.x…");
         assert_eq!(redacted_path("/issues/2026-W06"), "/issues/2026-W06");
+        assert_eq!(
+            redacted_path("/newsletter/u/12.abcdefghijklmnop/x"),
+            "/newsletter/u/12.abc…/x"
+        );
+        assert_eq!(
+            redacted_path("/anything/12.abcdefghijklmnopqrstuvwxyz"),
+            "/anything/12.abc…"
+        );
     }
 }

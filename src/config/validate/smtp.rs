@@ -68,6 +68,7 @@ pub(super) fn smtp(cx: &Context, s: RawSmtp) -> Result<Smtp, ConfigError> {
     Ok(Smtp {
         transport,
         require_tls: s.require_tls,
+        allow_plaintext_auth: s.allow_plaintext_auth,
         concurrency: s.concurrency,
         rate: s.rate,
         per_hour: s.per_hour,

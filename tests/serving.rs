@@ -216,9 +216,10 @@ fn subscribe_confirm_by_mail_and_the_same_answer_twice() {
     );
     let http = client();
     let home = http.get(server.url("/")).send().unwrap().text().unwrap();
+    // base_url is https://news.test/letter/: a proxy serves gazette below /letter/.
     assert!(
-        home.contains("action=\"/subscribe\""),
-        "the archive has the form"
+        home.contains("action=\"/letter/subscribe\""),
+        "the archive has the form, under base_url's path"
     );
 
     let subscribe = |email: &str, name: &str| {
@@ -438,8 +439,19 @@ fn the_archive_and_feed_list_a_sent_issue() {
     let site = sent_site(2, "");
     let server = Serving::start(&site, &[], crate::util::NOW);
     let http = client();
-    let home = http.get(server.url("/")).send().unwrap().text().unwrap();
-    assert!(home.contains("href=\"/issues/2026-W06\""), "{home}");
+    let home = http.get(server.url("/")).send().unwrap();
+    let header = |name: &str| {
+        home.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert!(header("content-security-policy").contains("frame-ancestors 'self'"));
+    assert!(header("content-security-policy").contains("default-src 'none'"));
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert_eq!(header("x-frame-options"), "SAMEORIGIN");
+    let home = home.text().unwrap();
+    assert!(home.contains("href=\"/letter/issues/2026-W06\""), "{home}");
     let issue = http.get(server.url("/issues/2026-W06")).send().unwrap();
     assert_eq!(issue.status(), 200);
     let html = issue.text().unwrap();
@@ -469,6 +481,72 @@ fn the_archive_and_feed_list_a_sent_issue() {
         http.get(server.url("/healthz")).send().unwrap().status(),
         200
     );
+}
+
+/// Behind a reverse proxy on this machine: without `trusted_proxies`, a
+/// forwarded request is never an editor's; with it, the client named by the
+/// proxy is who counts, for the preview and for the subscribe rate limit. Every
+/// link is under base_url's path.
+#[test]
+fn behind_a_proxy_the_forwarded_client_counts_and_links_keep_the_prefix() {
+    let site = sent_site(1, "");
+    let http = client();
+    let undeclared = Serving::start(&site, &[], crate::util::NOW);
+    let forwarded = |server: &Serving, path: &str, from: &str| {
+        http.get(server.url(path))
+            .header("X-Forwarded-For", from)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        forwarded(&undeclared, "/preview/2026-W06", "203.0.113.9"),
+        403
+    );
+    assert_eq!(
+        forwarded(&undeclared, "/preview/2026-W06", "127.0.0.1"),
+        403
+    );
+    drop(undeclared);
+
+    std::fs::write(
+        site.path("config.toml"),
+        std::fs::read_to_string(site.path("config.toml")).unwrap()
+            + "\n[server]\nsubscribe_per_hour = 2\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    let proxied = Serving::start(&site, &[], crate::util::NOW);
+    assert_eq!(forwarded(&proxied, "/preview/2026-W06", "203.0.113.9"), 403);
+    // The client's own claim (left-most) does not count; the proxy's does.
+    assert_eq!(
+        forwarded(&proxied, "/preview/2026-W06", "127.0.0.1, 203.0.113.9"),
+        403
+    );
+    let page = http
+        .get(proxied.url("/preview/2026-W06"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("src=\"/letter/preview/2026-W06/digest.html"),
+        "{page}"
+    );
+    // Two clients behind one proxy have a limit each.
+    let subscribe = |from: &str, i: usize| {
+        http.post(proxied.url("/subscribe"))
+            .header("Forwarded", format!("for={from};proto=https"))
+            .form(&[("email", format!("p{i}@example.com"))])
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let a: Vec<u16> = (0..3).map(|i| subscribe("198.51.100.1", i)).collect();
+    let b: Vec<u16> = (3..6).map(|i| subscribe("198.51.100.2", i)).collect();
+    assert_eq!(a, vec![200, 200, 429]);
+    assert_eq!(b, vec![200, 200, 429]);
 }
 
 #[test]

@@ -271,6 +271,9 @@ pub struct Server {
     pub subscribe_per_hour: u32,
     /// How long a confirmation link stays good.
     pub confirm_hours: u32,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` and
+    /// `Forwarded` headers name the real client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]

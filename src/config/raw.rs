@@ -74,6 +74,7 @@ pub(super) struct RawServer {
     pub(super) listen: String,
     pub(super) subscribe_per_hour: u32,
     pub(super) confirm_hours: u32,
+    pub(super) trusted_proxies: Vec<String>,
     /// Only ever set from `GAZETTE_SERVER__ADMIN_TOKEN`; refused in the file.
     pub(super) admin_token: Option<Secret>,
 }
@@ -84,6 +85,7 @@ impl Default for RawServer {
             listen: "127.0.0.1:8080".into(),
             subscribe_per_hour: 5,
             confirm_hours: 48,
+            trusted_proxies: Vec::new(),
             admin_token: None,
         }
     }

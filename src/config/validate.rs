@@ -7,6 +7,7 @@
 
 mod smtp;
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
@@ -307,8 +308,24 @@ fn server(cx: &Context, s: RawServer) -> Result<Server, ConfigError> {
             ));
         }
     }
+    let trusted_proxies = s
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    cx.error(
+                        &format!("server.trusted_proxies[{i}]"),
+                        format!("{p:?} is not an IP address or network like 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Server {
         listen,
+        trusted_proxies,
         admin_token: s.admin_token,
         subscribe_per_hour: s.subscribe_per_hour,
         confirm_hours: s.confirm_hours,

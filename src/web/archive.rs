@@ -19,7 +19,7 @@ pub(super) async fn archive(State(state): State<Arc<AppState>>) -> Response {
         &n.name,
         html! {
             div class="card" {
-                form method="post" action="/subscribe" {
+                form method="post" action=(state.href("subscribe")) {
                     label for="email" { "Get the week's top stories by email, every week." }
                     input type="email" id="email" name="email" required placeholder="you@example.com" autocomplete="email";
                     input type="text" name="name" placeholder="Your name (optional)" autocomplete="name";
@@ -33,10 +33,10 @@ pub(super) async fn archive(State(state): State<Arc<AppState>>) -> Response {
                 }
                 ul {
                     @for (week, subject) in &issues {
-                        li { a href={"/issues/" (week)} { (subject) } " " span class="muted" { (week) } }
+                        li { a href={(state.href("issues/")) (week)} { (subject) } " " span class="muted" { (week) } }
                     }
                 }
-                p class="muted" { a href="/feed.xml" { "Atom feed" } }
+                p class="muted" { a href=(state.href("feed.xml")) { "Atom feed" } }
             }
             p class="muted" { (n.postal_address) }
         },
@@ -66,7 +66,7 @@ pub(super) async fn issue_page(
         return respond(
             StatusCode::NOT_FOUND,
             "No such issue",
-            html! { p { a href="/" { "All issues" } } },
+            html! { p { a href=(state.href("")) { "All issues" } } },
         );
     };
     let sent = match state
@@ -88,7 +88,7 @@ pub(super) async fn issue_page(
         _ => respond(
             StatusCode::NOT_FOUND,
             "No such issue",
-            html! { p { a href="/" { "All issues" } } },
+            html! { p { a href=(state.href("")) { "All issues" } } },
         ),
     }
 }

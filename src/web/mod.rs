@@ -6,7 +6,7 @@
 //! subscribed, and logs show tokens shortened, never whole.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,6 +32,7 @@ use crate::token::{self, Signer};
 use crate::week::IsoWeek;
 
 mod archive;
+pub mod client;
 mod preview;
 use archive::*;
 use preview::*;
@@ -41,6 +42,9 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 pub struct AppState {
     pub config: Config,
+    /// The path of `[newsletter] base_url` (`/` or `/newsletter/`): pages link
+    /// under it, since a proxy may serve gazette below a prefix.
+    base_path: String,
     pub signer: Signer,
     pub clock: Clock,
     limiter: Mutex<RateLimiter>,
@@ -52,6 +56,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Config, signer: Signer, clock: Clock) -> AppState {
         AppState {
+            base_path: config.newsletter.base_url.path().to_string(),
             config,
             signer,
             clock,
@@ -62,6 +67,16 @@ impl AppState {
 
     fn now(&self) -> DateTime<Utc> {
         (self.clock)()
+    }
+
+    /// A link to one of gazette's pages, `rel` to `base_url`'s path.
+    fn href(&self, rel: &str) -> String {
+        format!("{}{rel}", self.base_path)
+    }
+
+    /// The client of a request, through the trusted proxies.
+    fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> client::Client {
+        client::client(peer.ip(), headers, &self.config.server.trusted_proxies)
     }
 
     /// Runs `f` on the server's connection (opened on first use), off the async
@@ -126,8 +141,21 @@ impl RateLimiter {
     }
 }
 
+/// Headers every answer carries: no scripts, no framing by other sites, no
+/// sniffing, and no Referer (a page's URL can hold a token; a reader following a
+/// story link must not hand it to the story's site).
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'self'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'",
+    ),
+    ("x-frame-options", "SAMEORIGIN"),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+];
+
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(archive))
         .route("/healthz", get(healthz))
         .route("/feed.xml", get(feed))
@@ -138,7 +166,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/data/{token}", get(your_data))
         .route("/preview", get(preview_now))
         .route("/preview/{week}", get(preview_week))
-        .route("/preview/{week}/digest.html", get(preview_digest))
+        .route("/preview/{week}/digest.html", get(preview_digest));
+    for (name, value) in SECURITY_HEADERS {
+        router = router.layer(
+            tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                header::HeaderName::from_static(name),
+                header::HeaderValue::from_static(value),
+            ),
+        );
+    }
+    router
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(|req: &axum::http::Request<_>| {
@@ -244,7 +281,8 @@ async fn unsubscribe_page(
                     p { "This address is not receiving " (name) "." }
                 } @else {
                     p { "You will get no more issues of " (name) " at this address." }
-                    form method="post" action={"/u/" (token)} {
+                    // Posts back to this page's own URL, whatever prefix serves it.
+                    form method="post" {
                         input type="hidden" name="confirm" value="page";
                         button type="submit" { "Unsubscribe" }
                     }
@@ -319,14 +357,16 @@ fn thanks() -> Response {
 async fn subscribe(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<SubscribeForm>,
 ) -> Response {
     let per_hour = state.config.server.subscribe_per_hour;
+    let client = state.client(peer, &headers);
     let allowed = state
         .limiter
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .allow(&format!("ip:{}", peer.ip()), per_hour, Instant::now());
+        .allow(&format!("ip:{}", client.ip), per_hour, Instant::now());
     if !allowed {
         return respond(
             StatusCode::TOO_MANY_REQUESTS,
@@ -340,7 +380,7 @@ async fn subscribe(
             return respond(
                 StatusCode::BAD_REQUEST,
                 "That is not an email address",
-                html! { p { a href="/" { "Try again" } } },
+                html! { p { a href=(state.href("")) { "Try again" } } },
             )
         }
     };
@@ -525,18 +565,20 @@ async fn your_data(State(state): State<Arc<AppState>>, Path(token): Path<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn admin_needs_loopback_or_the_token() {
         let outside: IpAddr = "203.0.113.5".parse().unwrap();
         let local: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(admin_allowed(local, None, None));
-        assert!(admin_allowed("::1".parse().unwrap(), None, None));
-        assert!(!admin_allowed(outside, None, None));
-        assert!(!admin_allowed(outside, None, Some("guess")));
-        assert!(admin_allowed(outside, Some("s3cret"), Some("s3cret")));
-        assert!(!admin_allowed(local, Some("s3cret"), None));
-        assert!(!admin_allowed(local, Some("s3cret"), Some("s3cre")));
+        let c = |ip: IpAddr| client::client(ip, &HeaderMap::new(), &[]);
+        assert!(admin_allowed(c(local), None, None));
+        assert!(admin_allowed(c("::1".parse().unwrap()), None, None));
+        assert!(!admin_allowed(c(outside), None, None));
+        assert!(!admin_allowed(c(outside), None, Some("guess")));
+        assert!(admin_allowed(c(outside), Some("s3cret"), Some("s3cret")));
+        assert!(!admin_allowed(c(local), Some("s3cret"), None));
+        assert!(!admin_allowed(c(local), Some("s3cret"), Some("s3cre")));
     }
 
     #[test]

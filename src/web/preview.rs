@@ -3,14 +3,19 @@
 
 use super::*;
 
-/// Admin routes: from loopback only, unless `[server] admin_token` is set, and
-/// then only with it (from anywhere), compared in constant time.
-pub fn admin_allowed(peer: IpAddr, admin_token: Option<&str>, presented: Option<&str>) -> bool {
+/// Admin routes: from this machine only (not through an undeclared proxy),
+/// unless `[server] admin_token` is set, and then only with it (from anywhere),
+/// compared in constant time.
+pub fn admin_allowed(
+    client: client::Client,
+    admin_token: Option<&str>,
+    presented: Option<&str>,
+) -> bool {
     match admin_token {
         Some(expected) => {
             presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())))
         }
-        None => peer.is_loopback(),
+        None => client.is_local(),
     }
 }
 
@@ -38,7 +43,11 @@ pub(super) fn refuse_non_admin(
     headers: &HeaderMap,
 ) -> Option<Response> {
     let expected = state.config.server.admin_token.as_ref().map(|t| t.expose());
-    if admin_allowed(peer.ip(), expected, presented_token(q, headers)) {
+    if admin_allowed(
+        state.client(peer, headers),
+        expected,
+        presented_token(q, headers),
+    ) {
         return None;
     }
     Some(respond(
@@ -148,6 +157,7 @@ pub(super) async fn preview(
         .map(|t| format!("&token={t}"))
         .unwrap_or_default();
     let view = |w: u32, scheme: &str| format!("?width={w}&scheme={scheme}{token_q}");
+    let base = state.href("");
     let limit = render::GMAIL_CLIP_BYTES;
     let body = html! {
         p {
@@ -164,7 +174,7 @@ pub(super) async fn preview(
             "Width: " a href=(view(360, if dark {"dark"} else {"light"})) { "360 px" } " · " a href=(view(800, if dark {"dark"} else {"light"})) { "800 px" }
             " — Scheme: " a href=(view(width, "light")) { "light" } " · " a href=(view(width, "dark")) { "dark" }
         }
-        iframe title="The digest" src={"/preview/" (d.week) "/digest.html?x=1" (token_q)}
+        iframe title="The digest" src={(base) "preview/" (d.week) "/digest.html?x=1" (token_q)}
             style={"width:" (width) "px;max-width:100%;height:900px;border:1px solid #9ca3af;background:#fff;color-scheme:" (if dark {"dark"} else {"light"})} {}
         h2 { "Candidates" }
         div style="overflow-x:auto" {

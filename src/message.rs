@@ -61,6 +61,7 @@ pub struct Letterhead {
     pub dkim: Option<DkimConfig>,
     pub bounce_domain: Option<String>,
     pub data_base: String,
+    pub feedback_id: Option<String>,
 }
 
 impl Letterhead {
@@ -88,8 +89,10 @@ impl Letterhead {
                 // relaxed/relaxed: what a relay may refold or re-space still
                 // verifies. The headers a receiver acts on are signed, the
                 // List-Unsubscribe pair included (RFC 8058 §4).
+                // A Feedback-ID is signed too, so no one else can claim it.
                 let headers = DKIM_HEADERS
                     .iter()
+                    .chain(config.smtp.feedback_id.as_ref().map(|_| &"Feedback-ID"))
                     .map(|h| lettre::message::header::HeaderName::new_from_ascii_str(h))
                     .collect();
                 let relaxed = DkimCanonicalization {
@@ -121,6 +124,11 @@ impl Letterhead {
             dkim,
             bounce_domain: config.smtp.bounce_domain.clone(),
             data_base: format!("{}data/", n.base_url),
+            feedback_id: config
+                .smtp
+                .feedback_id
+                .as_ref()
+                .map(|f| f.replace("{week}", &week.to_string())),
         })
     }
 
@@ -314,6 +322,9 @@ fn build_with(
         ));
     if let Some(r) = &head.reply_to {
         builder = builder.reply_to(r.clone());
+    }
+    if let Some(f) = &head.feedback_id {
+        builder = builder.raw_header(raw_header("Feedback-ID", f.clone()));
     }
     let mut message = builder
         .multipart(body(&personal))

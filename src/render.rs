@@ -280,7 +280,7 @@ fn render_html(
                 style data-css-inline="keep" { (PreEscaped(MEDIA_CSS)) }
             }
             body class="body" {
-                div style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;" {
+                div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;" {
                     (preheader) (PreEscaped(&filler))
                 }
                 table role="presentation" class="outer" width="100%" cellpadding="0" cellspacing="0" border="0" {

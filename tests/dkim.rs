@@ -82,7 +82,7 @@ fn signatures_verify_with_an_independent_implementation() {
         let site = Site::new(
             &[feed.to_str().unwrap()],
             &format!(
-                "\n[smtp.dkim]\ndomain = \"news.test\"\nselector = \"s1\"\nkey_file = {:?}\n",
+                "\n[smtp]\nfeedback_id = \"{{week}}:weekly:news\"\n\n[smtp.dkim]\ndomain = \"news.test\"\nselector = \"s1\"\nkey_file = {:?}\n",
                 key_file.display().to_string()
             ),
         );
@@ -100,7 +100,12 @@ fn signatures_verify_with_an_independent_implementation() {
                 .collect::<Vec<_>>()
                 .join("");
             let h = signature.to_ascii_lowercase();
+            assert!(
+                raw.contains("\r\nFeedback-ID: 2026-W06:weekly:news\r\n"),
+                "{raw}"
+            );
             for header in [
+                "feedback-id",
                 "list-unsubscribe",
                 "list-unsubscribe-post",
                 "message-id",

@@ -144,3 +144,25 @@ fn an_address_that_cannot_be_sent_to_is_refused_by_name() {
     site.ok(&["subscribers", "add", "o'brien+news@example.com"]);
     site.ok(&["subscribers", "add", "josé@example.com"]);
 }
+
+#[test]
+fn the_database_backups_and_outbox_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::sample();
+    site.ok(&["run", "--week", "2026-W06"]);
+    site.ok(&["backup", "copy.db"]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut checked = vec![site.path("gazette.db"), site.path("copy.db")];
+    for entry in std::fs::read_dir(site.path("digests/2026-W06/outbox")).unwrap() {
+        checked.push(entry.unwrap().path());
+    }
+    assert_eq!(checked.len(), 5);
+    for wal in ["gazette.db-wal", "gazette.db-shm"] {
+        if site.path(wal).exists() {
+            checked.push(site.path(wal));
+        }
+    }
+    for path in checked {
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}

@@ -549,6 +549,43 @@ fn behind_a_proxy_the_forwarded_client_counts_and_links_keep_the_prefix() {
     assert_eq!(b, vec![200, 200, 429]);
 }
 
+/// A broken issue.toml, or a pin of a story never fetched, is shown on the
+/// preview with where it is, not as a server error.
+#[test]
+fn the_preview_shows_what_is_wrong_with_issue_toml() {
+    let feed = fixture("site.rss");
+    let site = Site::new(&[feed.to_str().unwrap()], "");
+    site.ok(&["fetch"]);
+    site.ok(&["build", "--week", "2026-W06"]);
+    let http = client();
+    let open = Serving::start(&site, &[], crate::util::NOW);
+    // The editor breaks issue.toml: the page says what and where.
+    let issue_toml = site.path("digests/2026-W06/issue.toml");
+    std::fs::write(&issue_toml, "pin = [\n  \"https://unclosed\n").unwrap();
+    let page = http.get(open.url("/preview/2026-W06")).send().unwrap();
+    assert_eq!(page.status(), 422);
+    let body = page.text().unwrap();
+    assert!(
+        body.contains("issue.toml") && body.contains("line 2"),
+        "{body}"
+    );
+    std::fs::write(
+        &issue_toml,
+        "pin = [\"https://nowhere.example/never-fetched\"]\n",
+    )
+    .unwrap();
+    let body = http
+        .get(open.url("/preview/2026-W06"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        body.contains("never-fetched") && body.contains("not a stored story"),
+        "{body}"
+    );
+}
+
 #[test]
 fn the_preview_needs_the_admin_token_when_one_is_set() {
     let site = sent_site(1, "");

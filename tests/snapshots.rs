@@ -104,6 +104,21 @@ fn html_of_a_fixed_issue() {
     insta::assert_snapshot!("issue_html", lines(&issue.html));
 }
 
+/// SpamAssassin's HTML_FONT_TINY scores text under about 5 px: the hidden
+/// preheader stays hidden without a tiny font.
+#[test]
+fn no_font_is_tiny() {
+    let (_, issue) = fixed_issue();
+    let sizes = regex::Regex::new(r"font-size:\s*([0-9.]+)px").unwrap();
+    let mut seen = 0;
+    for size in sizes.captures_iter(&issue.html) {
+        let px: f64 = size[1].parse().unwrap();
+        assert!(px >= 5.0, "font-size:{px}px in the issue");
+        seen += 1;
+    }
+    assert!(seen > 0, "the issue sets font sizes");
+}
+
 #[test]
 fn text_of_a_fixed_issue() {
     let (_, issue) = fixed_issue();

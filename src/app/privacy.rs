@@ -26,6 +26,8 @@ pub fn backup(config: &Config, dest: &Path) -> Result<String> {
         bail!("{} exists already; choose a new file", dest.display());
     }
     let store = open_store(config)?;
+    crate::files::create_private(dest)
+        .with_context(|| format!("creating the backup {}", dest.display()))?;
     store
         .backup_to(dest)
         .with_context(|| format!("backing up to {}", dest.display()))?;

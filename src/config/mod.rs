@@ -242,6 +242,9 @@ pub struct Smtp {
     /// When set, each message's envelope sender is `bounce+<token>@<this>` (VERP),
     /// so a bounce names its subscriber.
     pub bounce_domain: Option<String>,
+    /// The `Feedback-ID` header (Gmail's feedback loop), `{week}` replaced by
+    /// the week: `{week}:weekly:news:example`.
+    pub feedback_id: Option<String>,
     /// More relays beside `url`, each with its own connections and limits.
     pub relays: Vec<Relay>,
 }

@@ -220,6 +220,7 @@ pub(super) struct RawSmtp {
     pub(super) pipelining: Pipelining,
     pub(super) unsubscribe_mailto: Option<String>,
     pub(super) bounce_domain: Option<String>,
+    pub(super) feedback_id: Option<String>,
     pub(super) relays: Vec<RawRelay>,
     pub(super) dkim: Option<RawDkim>,
     /// Only ever set from `GAZETTE_SMTP__PASSWORD`; refused in the file.
@@ -242,6 +243,7 @@ impl Default for RawSmtp {
             pipelining: Pipelining::Auto,
             unsubscribe_mailto: None,
             bounce_domain: None,
+            feedback_id: None,
             relays: Vec::new(),
             dkim: None,
             password: None,

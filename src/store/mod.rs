@@ -49,6 +49,11 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("database {path}: cannot create the file")]
+    CreateFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("database {path} has schema version {found}, newer than this gazette knows ({known}); upgrade gazette")]
     NewerSchema {
         path: String,
@@ -100,6 +105,12 @@ impl Store {
             path: label(),
             source,
         };
+        // A new database holds addresses: its owner's only. SQLite gives its
+        // -wal and -shm files the same mode.
+        crate::files::create_private(path).map_err(|source| StoreError::CreateFile {
+            path: label(),
+            source,
+        })?;
         let conn = Connection::open(path).map_err(open_err)?;
         let mut store = Store { conn };
         // Switching a new file to WAL takes an exclusive lock that SQLite's busy

@@ -138,8 +138,27 @@ pub(super) async fn preview(
     }
     let config = state.config.clone();
     let now = state.now();
-    let data = match state.db(move |s| preview_data(&config, s, week, now)).await {
-        Ok(d) => d,
+    // What stops the issue from building (a broken issue.toml, with its line;
+    // an unknown pin) is the editor's to fix: shown here, not as a server error.
+    let data = match state
+        .db(move |s| Ok(preview_data(&config, s, week, now).map_err(|e| format!("{e:#}"))))
+        .await
+    {
+        Ok(Ok(d)) => d,
+        Ok(Err(why)) => {
+            tracing::warn!(%week, "preview: {why}");
+            return respond(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("{week} cannot be built"),
+                html! {
+                    div class="card" {
+                        p { "The issue cannot be built as it stands:" }
+                        pre style="white-space:pre-wrap" { (why) }
+                        p class="muted" { "Fix digests/" (week) "/issue.toml and reload." }
+                    }
+                },
+            );
+        }
         Err(r) => return r,
     };
     let Some(d) = data else {

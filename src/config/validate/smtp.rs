@@ -55,6 +55,14 @@ pub(super) fn smtp(cx: &Context, s: RawSmtp) -> Result<Smtp, ConfigError> {
                 )
             })?;
     }
+    if let Some(f) = &s.feedback_id {
+        if f.is_empty() || f.len() > 200 || !f.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+            return Err(cx.error(
+                "smtp.feedback_id",
+                format!("{f:?} must be 1 to 200 printable ASCII characters, such as \"{{week}}:weekly:fintech:news\""),
+            ));
+        }
+    }
     let mut relays = Vec::new();
     for (i, r) in s.relays.into_iter().enumerate() {
         if matches!(transport, Transport::Outbox(_)) {
@@ -84,6 +92,7 @@ pub(super) fn smtp(cx: &Context, s: RawSmtp) -> Result<Smtp, ConfigError> {
         }),
         unsubscribe_mailto: s.unsubscribe_mailto,
         bounce_domain: s.bounce_domain,
+        feedback_id: s.feedback_id,
         relays,
     })
 }

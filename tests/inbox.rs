@@ -3,9 +3,9 @@
 //! responsive email), sizes as sent, and headless Chromium at 360, 600 and 800 px
 //! in light and dark with overflow and contrast measured.
 //!
-//! Run alone, with its report: `cargo test --test integration inbox -- --nocapture`.
+//! Run alone, with its report: `cargo test --test external inbox -- --nocapture`.
 //! Needs Node with `npm ci --prefix tests/email-check` (`.ci/run` does it) and
-//! Chromium for the screenshots; says SKIPPED without them.
+//! Chromium; reported as ignored, with what to install, without them.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -13,7 +13,7 @@ use std::process::Command;
 use maud::{html, Markup};
 use serde_json::Value;
 
-use crate::browser::{check_digest, chromium};
+use crate::browser::{check_digest, chromium_present};
 use crate::util::{repo_file, Site};
 
 /// The same issue as MJML, from digest.json: same words, links, colours and widths.
@@ -149,26 +149,25 @@ fn contrast(a: &str, b: &str) -> f64 {
     (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
 }
 
-#[test]
-fn contrast_is_computed_as_wcag_says() {
+pub fn contrast_is_computed_as_wcag_says() {
     assert!((contrast("rgb(0, 0, 0)", "rgb(255, 255, 255)") - 21.0).abs() < 1e-9);
     assert!((contrast("rgb(118, 118, 118)", "rgb(255, 255, 255)") - 4.54).abs() < 0.01);
 }
 
-#[test]
-fn inbox_check_against_caniemail_and_an_mjml_twin() {
+/// Node and the check's packages (`npm ci --prefix tests/email-check`).
+pub fn node_packages_present() -> bool {
     let check = repo_file("tests/email-check");
     let node_ok = Command::new("node")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !node_ok
-        || !check.join("node_modules/caniemail").exists()
-        || !check.join("node_modules/mjml").exists()
-    {
-        eprintln!("SKIPPED: the inbox check needs Node and `npm ci --prefix tests/email-check` (caniemail, mjml)");
-        return;
-    }
+    node_ok
+        && check.join("node_modules/caniemail").exists()
+        && check.join("node_modules/mjml").exists()
+}
+
+pub fn inbox_check_against_caniemail_and_an_mjml_twin() {
+    let check = repo_file("tests/email-check");
     let site = Site::sample();
     site.ok(&["fetch"]);
     site.ok(&["build", "--week", "2026-W06"]);
@@ -226,7 +225,7 @@ fn inbox_check_against_caniemail_and_an_mjml_twin() {
         "gazette's digest ({ours} bytes) is not smaller than MJML's ({theirs})"
     );
 
-    let Some(chromium) = chromium() else { return };
+    let chromium = chromium_present();
     check_digest(
         &chromium,
         &dir.join("digest.html"),

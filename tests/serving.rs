@@ -84,6 +84,11 @@ impl Drop for Serving {
     }
 }
 
+/// The body of a GET.
+fn text_of(http: &Client, url: &str) -> String {
+    http.get(url).send().unwrap().text().unwrap()
+}
+
 fn client() -> Client {
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -523,12 +528,7 @@ fn behind_a_proxy_the_forwarded_client_counts_and_links_keep_the_prefix() {
         forwarded(&proxied, "/preview/2026-W06", "127.0.0.1, 203.0.113.9"),
         403
     );
-    let page = http
-        .get(proxied.url("/preview/2026-W06"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let page = text_of(&http, &proxied.url("/preview/2026-W06"));
     assert!(
         page.contains("src=\"/letter/preview/2026-W06/digest.html"),
         "{page}"
@@ -574,12 +574,7 @@ fn the_preview_shows_what_is_wrong_with_issue_toml() {
         "pin = [\"https://nowhere.example/never-fetched\"]\n",
     )
     .unwrap();
-    let body = http
-        .get(open.url("/preview/2026-W06"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let body = text_of(&http, &open.url("/preview/2026-W06"));
     assert!(
         body.contains("never-fetched") && body.contains("not a stored story"),
         "{body}"

@@ -232,6 +232,21 @@ fn log_filter(serve: bool) -> Result<tracing_subscriber::EnvFilter> {
         })
 }
 
+/// Log times in the newsletter's zone, as every time gazette shows people.
+struct ZoneTime(chrono_tz::Tz);
+
+impl tracing_subscriber::fmt::time::FormatTime for ZoneTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(
+            w,
+            "{}",
+            Utc::now()
+                .with_timezone(&self.0)
+                .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = match log_filter(matches!(cli.command, Command::Serve)) {
@@ -241,12 +256,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let config = Config::from_file(&cli.config);
+    let zone = config
+        .as_ref()
+        .map(|c| c.newsletter.timezone)
+        .unwrap_or(chrono_tz::UTC);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(ZoneTime(zone))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run(cli) {
+    let outcome = config
+        .map_err(anyhow::Error::from)
+        .and_then(|config| run(cli, config));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -255,8 +279,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let config = Config::from_file(&cli.config)?;
+fn run(cli: Cli, config: Config) -> Result<()> {
     let now = cli.now.unwrap_or_else(Utc::now);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -285,7 +308,8 @@ fn run(cli: Cli) -> Result<()> {
             match app::rank_week(&config, &store, week, now)? {
                 // Piped into `head`, a closed pipe is no error.
                 Some(ranked) => {
-                    let _ = std::io::stdout().write_all(app::explain(&ranked).as_bytes());
+                    let _ = std::io::stdout()
+                        .write_all(app::explain(&ranked, config.newsletter.timezone).as_bytes());
                 }
                 None => println!("{week}: no stories were published that week"),
             }

@@ -29,6 +29,25 @@ fn debug_logs_are_gazettes_own_and_info_has_a_line_per_stage() {
         .count();
     assert_eq!(delivered, 3, "one debug line per delivery:\n{log}");
     assert!(log.lines().count() < 40, "{log}");
+    // Times are in the newsletter's zone (the sample's is Asia/Karachi).
+    let stamped = log.lines().find(|l| l.contains("issue built")).unwrap();
+    assert!(
+        stamped
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .ends_with("+05:00"),
+        "{stamped}"
+    );
+    let explain = site.ok(&["explain", "--week", "2026-W06"]);
+    assert!(
+        explain
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("2026-02-09 00:00 PKT"),
+        "{explain}"
+    );
 }
 
 #[test]

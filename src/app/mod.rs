@@ -259,14 +259,18 @@ pub fn describe_build(built: &Built) -> String {
     s
 }
 
-/// `gazette explain`: every candidate, its score and parts, in or out and why.
-pub fn explain(ranked: &Ranked) -> String {
+/// `gazette explain`: every candidate, its score and parts, in or out and why;
+/// times in the newsletter's zone `tz`.
+pub fn explain(ranked: &Ranked, tz: chrono_tz::Tz) -> String {
     let mut out = format!(
         "{}: {} stories, {} candidates after folding duplicates; ages measured at {}\n\n",
         ranked.week,
         ranked.candidates,
         ranked.selection.picks.len() + ranked.selection.others.len(),
-        ranked.reference.to_rfc3339()
+        ranked
+            .reference
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M %Z")
     );
     for signal in &ranked.selection.signals {
         out += &format!("signals: {signal}\n");

@@ -103,6 +103,12 @@ CREATE TABLE unsubscribe_events (
     issue_id      INTEGER REFERENCES issues(id)
 );
 CREATE INDEX unsubscribe_events_by_subscriber ON unsubscribe_events(subscriber_id);
+-- Unsubscribe mails already acted on: a mailbox is read again and again, and a
+-- request read twice must not unsubscribe someone who came back since.
+CREATE TABLE mail_requests_seen (
+    report_key TEXT PRIMARY KEY,
+    at         INTEGER NOT NULL
+);
 
 -- Who is sending an issue right now: two sends of one issue cannot both deliver.
 CREATE TABLE send_locks (
@@ -197,7 +203,8 @@ CREATE TABLE unsubscribe_events_v5 (
     issue_id      INTEGER REFERENCES issues(id)
 );
 INSERT INTO unsubscribe_events_v5 (id, subscriber_id, at, method, issue_id)
-SELECT id, subscriber_id, at, method, issue_id FROM unsubscribe_events;
+SELECT id, subscriber_id, at, method, issue_id FROM unsubscribe_events
+WHERE subscriber_id IN (SELECT id FROM subscribers);
 DROP TABLE unsubscribe_events;
 ALTER TABLE unsubscribe_events_v5 RENAME TO unsubscribe_events;
 CREATE INDEX unsubscribe_events_by_subscriber ON unsubscribe_events(subscriber_id);
@@ -464,7 +471,11 @@ ORDER BY week DESC;
 
 -- A report is read once; a multi-recipient one is stored as <key>#0, #1, …
 -- query: bounce_report_seen
-SELECT count(*) > 0 AS seen FROM bounce_events WHERE report_key IN (?1, ?1 || '#0');
+SELECT (SELECT count(*) FROM bounce_events WHERE report_key IN (?1, ?1 || '#0'))
+     + (SELECT count(*) FROM mail_requests_seen WHERE report_key = ?1) > 0 AS seen;
+
+-- query: mail_request_seen_insert
+INSERT INTO mail_requests_seen (report_key, at) VALUES (?1, ?2) ON CONFLICT (report_key) DO NOTHING;
 
 -- Whether a file (a backup to restore) holds gazette's tables.
 -- query: database_gazette_tables
@@ -510,6 +521,9 @@ FROM subscribe_requests r JOIN subscribers s ON s.id = r.subscriber_id WHERE r.i
 
 -- query: subscribe_request_use
 UPDATE subscribe_requests SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL;
+
+-- query: export_subscribe_requests
+SELECT name, requested_at, used_at FROM subscribe_requests WHERE subscriber_id = ?1 ORDER BY id;
 
 -- query: subscriber_delete_requests
 DELETE FROM subscribe_requests WHERE subscriber_id = ?1;

@@ -7,7 +7,8 @@
 //! [`send`] (one copy per subscriber, over SMTP, recorded in the ledger) →
 //! [`bounce`] (what came back). [`web`] holds the routes and pages of
 //! `gazette serve`, [`serve`] its startup and the [`schedule`] loop. [`app`] holds
-//! one function per command. Shared helpers: [`text`], [`files`], [`token`], [`week`].
+//! one function per command. Shared helpers: [`text`], [`files`], [`token`], [`week`],
+//! [`theme`] (the site's colours and fonts).
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -24,6 +25,7 @@ pub mod send;
 pub mod serve;
 pub mod store;
 pub mod text;
+pub mod theme;
 pub mod token;
 pub mod web;
 pub mod week;

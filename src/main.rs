@@ -202,7 +202,7 @@ const NOISY_TARGETS: &[&str] = &[
     "rustls",
     "mio",
     "tokio_util",
-    "tower",
+    // Not "tower": EnvFilter matches by prefix, and tower_http logs serve's requests.
     "css_inline",
     "cssparser",
 ];

@@ -151,7 +151,9 @@ pub fn new_message_id(head: &Letterhead, subscriber_id: i64) -> String {
         "<{}.{}.{:016x}@{}>",
         head.week,
         subscriber_id,
-        fastrand::u64(..),
+        // From the OS's generator: a Message-ID is proof that a bounce report
+        // is about our mail, so it must not be guessable.
+        getrandom::u64().unwrap_or_else(|_| fastrand::u64(..)),
         head.message_id_domain
     )
 }

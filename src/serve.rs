@@ -164,7 +164,16 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let configured = Signer::from_config(&config)?;
     if configured.development {
-        tracing::warn!("GAZETTE_SECRET is not set: links are signed with the development secret (file outbox only)");
+        // The development secret is public: anyone could forge the unsubscribe
+        // and "your data" links of a server others can reach.
+        let listen = listener.local_addr()?;
+        if !listen.ip().to_canonical().is_loopback() {
+            anyhow::bail!(
+                "GAZETTE_SECRET is not set: serving on {listen} would sign links with the public development secret; set GAZETTE_SECRET (at least {} bytes) or listen on loopback",
+                crate::token::MIN_SECRET_BYTES
+            );
+        }
+        tracing::warn!("GAZETTE_SECRET is not set: links are signed with the development secret (file outbox, loopback only)");
     }
     let state = Arc::new(AppState::new(
         config.clone(),

@@ -277,4 +277,21 @@ fn forged_reports_change_nobody_and_an_unsubscribe_mail_applies_by_its_token() {
         1
     );
     assert_eq!(site.count("SELECT count(*) FROM bounce_events"), 0);
+
+    // They come back (a confirmed new request); the mailbox is read again: the
+    // old request is not applied a second time.
+    site.db()
+        .execute(
+            "UPDATE subscribers SET status = 'active' WHERE email = 'person3@example.com'",
+            [],
+        )
+        .unwrap();
+    let out = site
+        .command(&["bounces", "import", "forged"])
+        .env("GAZETTE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("0 applied, 1 already read"), "{text}");
+    assert_eq!(site.status("person3@example.com"), Status::Active);
 }

@@ -185,3 +185,19 @@ fn the_database_backups_and_outbox_are_readable_by_their_owner_only() {
         assert_eq!(mode(&path), 0o600, "{}", path.display());
     }
 }
+
+#[test]
+fn serve_refuses_the_development_secret_beyond_loopback() {
+    let site = Site::sample();
+    let out = site
+        .command(&["serve"])
+        .env("GAZETTE_SERVER__LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("GAZETTE_SECRET is not set") && err.contains("development secret"),
+        "{err}"
+    );
+}

@@ -528,7 +528,30 @@ fn behind_a_proxy_the_forwarded_client_counts_and_links_keep_the_prefix() {
         forwarded(&proxied, "/preview/2026-W06", "127.0.0.1, 203.0.113.9"),
         403
     );
-    let page = text_of(&http, &proxied.url("/preview/2026-W06"));
+    // A Forwarded header the proxy does not set is the client's own: ignored.
+    let forged = http
+        .get(proxied.url("/preview/2026-W06"))
+        .header("Forwarded", "for=127.0.0.1")
+        .header("X-Forwarded-For", "203.0.113.9")
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    // The proxy saying nothing is not local either.
+    assert_eq!(
+        http.get(proxied.url("/preview/2026-W06"))
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+    // An editor on the proxy's machine.
+    let page = http
+        .get(proxied.url("/preview/2026-W06"))
+        .header("X-Forwarded-For", "127.0.0.1")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(
         page.contains("src=\"/letter/preview/2026-W06/digest.html"),
         "{page}"
@@ -536,7 +559,7 @@ fn behind_a_proxy_the_forwarded_client_counts_and_links_keep_the_prefix() {
     // Two clients behind one proxy have a limit each.
     let subscribe = |from: &str, i: usize| {
         http.post(proxied.url("/subscribe"))
-            .header("Forwarded", format!("for={from};proto=https"))
+            .header("X-Forwarded-For", from)
             .form(&[("email", format!("p{i}@example.com"))])
             .send()
             .unwrap()

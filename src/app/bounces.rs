@@ -77,17 +77,7 @@ pub fn import_bounces(
                 continue;
             }
             Matched::Unsubscribe(id) => {
-                let changed = match store.subscriber(id)? {
-                    Some(s) if s.status == Status::Active || s.status == Status::Pending => store
-                        .set_status(
-                        id,
-                        Status::Unsubscribed,
-                        Some(UnsubscribeMethod::Mail),
-                        None,
-                        now,
-                    )?,
-                    _ => false,
-                };
+                let changed = store.apply_mail_unsubscribe(&report.key, id, now)?;
                 out.applied.push(format!(
                     "{label}: unsubscribe request by mail for subscriber {id}: {}",
                     if changed {

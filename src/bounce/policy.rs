@@ -77,6 +77,21 @@ fn issue_of_message_id(
     directory.issue_of_week(week)
 }
 
+/// A subject fit for output: long words (a token, almost genuine) cut short.
+fn redact_long_words(subject: &str) -> String {
+    subject
+        .split_whitespace()
+        .map(|w| {
+            if w.len() >= 16 {
+                crate::token::redact(w)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Finds who and which issue each failure of `report` concerns. `label` names
 /// the message in the lines for what matched nobody.
 pub fn match_report(
@@ -94,7 +109,7 @@ pub fn match_report(
                     Some(id) => Matched::Unsubscribe(id),
                     None => Matched::Unverified(format!(
                         "{label}: an unsubscribe request by mail without a valid token: {:?}",
-                        report.subject
+                        redact_long_words(&report.subject)
                     )),
                 },
             )

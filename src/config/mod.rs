@@ -84,6 +84,7 @@ pub struct Config {
     pub schedule: Schedule,
     pub bounces: Bounces,
     pub signals: Signals,
+    pub theme: crate::theme::Theme,
     /// `GAZETTE_SECRET`: the HMAC key of every token in links.
     pub secret: Option<Secret>,
 }
@@ -93,6 +94,8 @@ pub struct Newsletter {
     pub name: String,
     pub from: Mailbox,
     pub reply_to: Option<Mailbox>,
+    /// Before the lead headline in the default subject; none by default.
+    pub subject_prefix: Option<String>,
     pub base_url: Url,
     pub postal_address: String,
     pub timezone: Tz,
@@ -277,6 +280,9 @@ pub struct Server {
     /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` and
     /// `Forwarded` headers name the real client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which header the trusted proxies set (only that one is read: a client
+    /// can send the other itself).
+    pub forwarded_header: crate::web::client::ForwardedHeader,
 }
 
 #[derive(Debug, Clone)]

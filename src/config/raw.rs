@@ -31,6 +31,27 @@ pub(super) struct RawConfig {
     pub(super) bounces: RawBounces,
     #[serde(default)]
     pub(super) signals: RawSignals,
+    #[serde(default)]
+    pub(super) theme: RawTheme,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTheme {
+    pub(super) accent: Option<String>,
+    pub(super) font: Option<String>,
+    pub(super) headline_font: Option<String>,
+    pub(super) footer_note: Option<String>,
+    pub(super) logo: Option<RawLogo>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogo {
+    pub(super) url: String,
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) alt: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -75,6 +96,7 @@ pub(super) struct RawServer {
     pub(super) subscribe_per_hour: u32,
     pub(super) confirm_hours: u32,
     pub(super) trusted_proxies: Vec<String>,
+    pub(super) forwarded_header: crate::web::client::ForwardedHeader,
     /// Only ever set from `GAZETTE_SERVER__ADMIN_TOKEN`; refused in the file.
     pub(super) admin_token: Option<Secret>,
 }
@@ -86,6 +108,7 @@ impl Default for RawServer {
             subscribe_per_hour: 5,
             confirm_hours: 48,
             trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
             admin_token: None,
         }
     }
@@ -115,6 +138,8 @@ pub(super) struct RawNewsletter {
     pub(super) name: String,
     pub(super) from: String,
     pub(super) reply_to: Option<String>,
+    /// Put before the lead headline in the default subject ("Fintech Weekly: …").
+    pub(super) subject_prefix: Option<String>,
     pub(super) base_url: String,
     pub(super) postal_address: String,
     pub(super) timezone: String,

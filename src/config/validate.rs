@@ -17,7 +17,7 @@ use url::Url;
 use super::env::Overlay;
 use super::raw::{
     RawBounces, RawConfig, RawDatabase, RawFeed, RawFetch, RawNewsletter, RawOutput, RawRanking,
-    RawSchedule, RawServer, RawSignals,
+    RawSchedule, RawServer, RawSignals, RawTheme,
 };
 use super::{
     Bounces, Config, ConfigError, Database, FeedLocation, FeedSource, Fetch, Newsletter, Output,
@@ -68,20 +68,22 @@ pub(super) fn validate(
     secret: Option<Secret>,
 ) -> Result<Config, ConfigError> {
     let newsletter = newsletter(cx, raw.newsletter)?;
+    let newsletter_name = newsletter.name.clone();
     let database = database(cx, raw.database)?;
     let output = output(cx, raw.output)?;
     let feeds = feeds(cx, raw.feeds)?;
     let fetch = fetch(cx, raw.fetch)?;
     let ranking = ranking(cx, raw.ranking)?;
     let mut smtp = smtp::smtp(cx, raw.smtp)?;
-    // Unsubscribing by mail always works: by default at the bounce domain (where
-    // the bounce reader's mailbox is), else at the From address's domain.
+    // Unsubscribing by mail: by default at the bounce domain, whose mailbox the
+    // bounce reader already reads. Not at the From domain: nobody may read that
+    // address (a shared provider's is someone else's), and requests sent there
+    // would be lost.
     if smtp.unsubscribe_mailto.is_none() {
-        let domain = smtp
+        smtp.unsubscribe_mailto = smtp
             .bounce_domain
-            .clone()
-            .unwrap_or_else(|| newsletter.from.email.domain().to_string());
-        smtp.unsubscribe_mailto = Some(format!("unsubscribe@{domain}"));
+            .as_ref()
+            .map(|domain| format!("unsubscribe@{domain}"));
     }
     Ok(Config {
         base_dir: cx.base_dir.to_path_buf(),
@@ -96,8 +98,78 @@ pub(super) fn validate(
         schedule: schedule(cx, raw.schedule)?,
         bounces: bounces(cx, raw.bounces)?,
         signals: signals(cx, raw.signals)?,
+        theme: theme(cx, raw.theme, &newsletter_name)?,
         secret,
     })
+}
+
+/// `[theme]`: an accent readable on the card (4.5:1), font stacks that cannot
+/// carry CSS, an https logo with its size.
+fn theme(cx: &Context, t: RawTheme, name: &str) -> Result<crate::theme::Theme, ConfigError> {
+    use crate::theme::{self, Logo, Rgb};
+    let accent = match &t.accent {
+        None => theme::DEFAULT_ACCENT,
+        Some(a) => {
+            let rgb = Rgb::parse(a).ok_or_else(|| {
+                cx.error(
+                    "theme.accent",
+                    format!("{a:?} is not a colour like \"#0b4f9c\""),
+                )
+            })?;
+            if let Some(problem) = theme::accent_problem(rgb) {
+                return Err(cx.error("theme.accent", problem));
+            }
+            rgb
+        }
+    };
+    let font = |key: &str, v: Option<String>, default: &str| match v {
+        None => Ok(default.to_string()),
+        Some(f) if theme::font_stack_ok(&f) => Ok(f),
+        Some(f) => Err(cx.error(
+            key,
+            format!("{f:?} is not a font stack like \"Georgia, 'Times New Roman', serif\""),
+        )),
+    };
+    let body_font = font("theme.font", t.font, theme::DEFAULT_FONT)?;
+    let headline_font = font(
+        "theme.headline_font",
+        t.headline_font,
+        theme::DEFAULT_HEADLINE_FONT,
+    )?;
+    let logo = match t.logo {
+        None => None,
+        Some(l) => {
+            let url = Url::parse(&l.url)
+                .ok()
+                .filter(|u| u.scheme() == "https")
+                .ok_or_else(|| {
+                    cx.error(
+                        "theme.logo.url",
+                        format!("{:?} is not an https:// URL", l.url),
+                    )
+                })?;
+            if !(1..=600).contains(&l.width) || !(1..=600).contains(&l.height) {
+                return Err(cx.error(
+                    "theme.logo",
+                    "width and height are the logo's size in pixels, from 1 to 600",
+                ));
+            }
+            Some(Logo {
+                url: url.to_string(),
+                width: l.width,
+                height: l.height,
+                alt: l.alt.unwrap_or_else(|| name.to_string()),
+            })
+        }
+    };
+    let footer_note = t.footer_note.filter(|n| !n.trim().is_empty());
+    Ok(theme::Theme::new(
+        accent,
+        &body_font,
+        &headline_font,
+        logo,
+        footer_note,
+    ))
 }
 
 fn newsletter(cx: &Context, n: RawNewsletter) -> Result<Newsletter, ConfigError> {
@@ -163,6 +235,10 @@ fn newsletter(cx: &Context, n: RawNewsletter) -> Result<Newsletter, ConfigError>
         name: n.name,
         from,
         reply_to,
+        subject_prefix: n
+            .subject_prefix
+            .map(|p| crate::text::clean_line(&p))
+            .filter(|p| !p.is_empty()),
         base_url,
         postal_address: n.postal_address,
         timezone,
@@ -326,6 +402,7 @@ fn server(cx: &Context, s: RawServer) -> Result<Server, ConfigError> {
     Ok(Server {
         listen,
         trusted_proxies,
+        forwarded_header: s.forwarded_header,
         admin_token: s.admin_token,
         subscribe_per_hour: s.subscribe_per_hour,
         confirm_hours: s.confirm_hours,

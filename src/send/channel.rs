@@ -238,6 +238,18 @@ impl std::fmt::Display for DialError {
     }
 }
 
+/// A failed STARTTLS or login, classified: a certificate refused or a permanent
+/// (5xx) answer is a refusal to fix; a 4xx answer ("454 try again later") or a
+/// broken connection may pass.
+fn lettre_dial_error(step: &str, e: lettre::transport::smtp::Error) -> DialError {
+    let why = format!("{step}: {e}");
+    if e.is_permanent() || e.is_tls() {
+        DialError::Refused(why)
+    } else {
+        DialError::Unreachable(why)
+    }
+}
+
 async fn connect(dial: &Dial) -> Result<Conn, DialError> {
     use DialError::{Refused, Unreachable};
     let Dial {
@@ -261,10 +273,14 @@ async fn connect(dial: &Dial) -> Result<Conn, DialError> {
         };
         let client = smtp::Client::connect(tcp, &super::hostname(), *timeout, forced)
             .await
-            .map_err(|e| match e.reply {
-                // It answered, with a refusal.
-                Some(_) => Refused(e.message),
-                None => Unreachable(e.message),
+            .map_err(|e| {
+                // A permanent (5xx) answer is a refusal; a 421 "too busy" or a
+                // dropped connection is worth trying again.
+                if e.is_permanent() {
+                    Refused(e.message)
+                } else {
+                    Unreachable(e.message)
+                }
             })?;
         if !client.starttls {
             if *require_tls {
@@ -298,7 +314,7 @@ async fn connect(dial: &Dial) -> Result<Conn, DialError> {
             // A certificate or handshake refused is a setting, not the network.
             conn.starttls(tls()?, &hello)
                 .await
-                .map_err(|e| Refused(format!("STARTTLS: {e}")))?;
+                .map_err(|e| lettre_dial_error("STARTTLS", e))?;
         } else if *require_tls {
             return Err(no_starttls());
         } else if let (Some(user), false) = (&server.user, allow_plaintext_auth) {
@@ -319,7 +335,7 @@ async fn connect(dial: &Dial) -> Result<Conn, DialError> {
             &Credentials::new(user.clone(), password),
         )
         .await
-        .map_err(|e| Refused(format!("login as {user}: {e}")))?;
+        .map_err(|e| lettre_dial_error(&format!("login as {user}"), e))?;
     }
     Ok(Conn::Lettre(Box::new(conn)))
 }

@@ -169,12 +169,11 @@ async fn connect(shared: &Shared, channel: &mut Channel, relay: usize) -> Result
     let mut tries = 0;
     while let Err(reason) = channel.ready().await {
         // A refusal (no STARTTLS, a certificate, the login) will not heal by
-        // waiting: stop with what to fix.
-        if matches!(reason, DialError::Refused(_)) {
-            return Err(SendError::dial(state.label.clone(), reason));
-        }
+        // waiting: no retries; the send stops with what to fix, unless other
+        // relays can carry it.
+        let refused = matches!(reason, DialError::Refused(_));
         tries += 1;
-        if tries >= 3 {
+        if tries >= 3 || refused {
             let now = Instant::now();
             let others_up = shared
                 .relays

@@ -49,6 +49,36 @@ pub struct MessageOrigin {
 
 impl Store {
     /// Whether a report with this key was read before.
+    /// Applies an unsubscribe request read from mail, once per report: the
+    /// subscriber (if still receiving) is unsubscribed by `mail`, and the
+    /// report is remembered. One transaction. Whether their status changed.
+    pub fn apply_mail_unsubscribe(
+        &mut self,
+        report_key: &str,
+        subscriber_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.in_transaction(|tx| {
+            tx.prepare_cached(sql::MAIL_REQUEST_SEEN_INSERT)?
+                .execute(params![report_key, to_unix(now)])?;
+            let status: Option<String> = tx
+                .prepare_cached(sql::SUBSCRIBER_BY_ID)?
+                .query_row(params![subscriber_id], |r| r.get("status"))
+                .optional()?;
+            if !matches!(status.as_deref(), Some("active") | Some("pending")) {
+                return Ok(false);
+            }
+            set_status_in(
+                tx,
+                subscriber_id,
+                Status::Unsubscribed,
+                Some(UnsubscribeMethod::Mail),
+                None,
+                now,
+            )
+        })
+    }
+
     pub fn bounce_report_seen(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn

@@ -470,11 +470,19 @@ impl Store {
                 "issue": r.get::<_, Option<String>>("week")?,
             }))
         })?;
+        let requests = rows(sql::EXPORT_SUBSCRIBE_REQUESTS, &|r| {
+            Ok(json!({
+                "at": time(r, "requested_at")?,
+                "name_given": r.get::<_, Option<String>>("name")?,
+                "confirmed_at": r.get::<_, Option<i64>>("used_at")?.map(|t| from_unix(t).to_rfc3339()),
+            }))
+        })?;
         Ok(Some(json!({
             "subscriber": {"id": s.id, "email": s.email, "name": s.name, "status": s.status, "subscribed_at": s.created_at.to_rfc3339()},
             "deliveries": deliveries,
             "unsubscribe_events": unsubscribes,
             "bounce_and_complaint_reports": bounces,
+            "subscribe_requests": requests,
         })))
     }
 

@@ -76,7 +76,13 @@ impl AppState {
 
     /// The client of a request, through the trusted proxies.
     fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> client::Client {
-        client::client(peer.ip(), headers, &self.config.server.trusted_proxies)
+        let server = &self.config.server;
+        client::client(
+            peer.ip(),
+            headers,
+            &server.trusted_proxies,
+            server.forwarded_header,
+        )
     }
 
     /// Runs `f` on the server's connection (opened on first use), off the async
@@ -571,7 +577,14 @@ mod tests {
     fn admin_needs_loopback_or_the_token() {
         let outside: IpAddr = "203.0.113.5".parse().unwrap();
         let local: IpAddr = "127.0.0.1".parse().unwrap();
-        let c = |ip: IpAddr| client::client(ip, &HeaderMap::new(), &[]);
+        let c = |ip: IpAddr| {
+            client::client(
+                ip,
+                &HeaderMap::new(),
+                &[],
+                client::ForwardedHeader::XForwardedFor,
+            )
+        };
         assert!(admin_allowed(c(local), None, None));
         assert!(admin_allowed(c("::1".parse().unwrap()), None, None));
         assert!(!admin_allowed(c(outside), None, None));

@@ -135,6 +135,7 @@ fn main() {
     .unwrap();
     let ctx = RenderContext {
         newsletter: &config.newsletter,
+        theme: &config.theme,
         week: "2026-W06".parse().unwrap(),
         summary_chars: 280,
     };

@@ -1,7 +1,11 @@
 //! The `digests/<week>/` directory: the editor's `issue.toml` comes in (created
-//! with a commented template on first build), the built issue goes out as
-//! `digest.html`, `digest.txt` and `digest.json`. Files are written whole (to a
-//! temporary name, then renamed) so a crash never leaves half an issue.
+//! with a commented template when an issue is first built), the built issue
+//! goes out as `digest.html` and `digest.txt` (the issue as anyone reads it: no
+//! name, no personal links; open them in a browser or a terminal),
+//! `message.html` and `message.txt` (the per-subscriber templates with their
+//! splice points, which `send` fills) and `digest.json` (every score and
+//! reason). Files are written whole (to a temporary name, then renamed) so a
+//! crash never leaves half an issue.
 
 use std::path::Path;
 
@@ -43,6 +47,9 @@ drop = []
 pub const ISSUE_FILE: &str = "issue.toml";
 pub const HTML_FILE: &str = "digest.html";
 pub const TEXT_FILE: &str = "digest.txt";
+/// The per-subscriber templates: what `send` splices each copy from.
+pub const MESSAGE_HTML_FILE: &str = "message.html";
+pub const MESSAGE_TEXT_FILE: &str = "message.txt";
 pub const JSON_FILE: &str = "digest.json";
 
 /// Reads `issue.toml` from `dir`, creating it from the template when absent.
@@ -64,11 +71,22 @@ pub fn parse_choices(text: &str) -> Result<EditorChoices, String> {
     toml::from_str(text).map_err(|e| crate::config::describe_toml_error(text, &e))
 }
 
-/// Writes the three files of a built issue.
-pub fn write_issue(dir: &Path, issue: &Issue, record: &DigestRecord) -> Result<(), DigestError> {
+/// Writes the files of a built issue; `base_url` is where the public copies'
+/// footer links point.
+pub fn write_issue(
+    dir: &Path,
+    issue: &Issue,
+    record: &DigestRecord,
+    base_url: &str,
+) -> Result<(), DigestError> {
+    use crate::render::public_copy;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    crate::files::write_atomic(&dir.join(HTML_FILE), issue.html.as_bytes())?;
-    crate::files::write_atomic(&dir.join(TEXT_FILE), issue.text.as_bytes())?;
+    crate::files::write_atomic(&dir.join(MESSAGE_HTML_FILE), issue.html.as_bytes())?;
+    crate::files::write_atomic(&dir.join(MESSAGE_TEXT_FILE), issue.text.as_bytes())?;
+    let html = public_copy(&issue.html, base_url, true);
+    crate::files::write_atomic(&dir.join(HTML_FILE), html.as_bytes())?;
+    let text = public_copy(&issue.text, base_url, false);
+    crate::files::write_atomic(&dir.join(TEXT_FILE), text.as_bytes())?;
     let json = serde_json::to_string_pretty(record).expect("the record serializes");
     crate::files::write_atomic(&dir.join(JSON_FILE), json.as_bytes())?;
     Ok(())
@@ -89,11 +107,20 @@ pub fn read_issue(dir: &Path) -> Result<Option<(Issue, DigestRecord)>, DigestErr
             path: json_path.display().to_string(),
             message: e.to_string(),
         })?;
+    // Issues built before the templates had their own files kept them in
+    // digest.html and digest.txt.
+    let template = |name: &str, older: &str| {
+        if dir.join(name).exists() {
+            read(name)
+        } else {
+            read(older)
+        }
+    };
     let issue = Issue {
         subject: record.subject.clone(),
         preheader: record.preheader.clone(),
-        html: read(HTML_FILE)?,
-        text: read(TEXT_FILE)?,
+        html: template(MESSAGE_HTML_FILE, HTML_FILE)?,
+        text: template(MESSAGE_TEXT_FILE, TEXT_FILE)?,
     };
     Ok(Some((issue, record)))
 }

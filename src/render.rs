@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 use crate::config::Newsletter;
 use crate::rank::{Candidate, EditorChoices, Selection};
 use crate::text::clean_line;
+use crate::theme::Theme;
 use crate::week::IsoWeek;
 
 /// Where the subscriber's one-click unsubscribe URL goes.
 pub const UNSUBSCRIBE_URL: &str = "{{gazette:unsubscribe_url}}";
-/// Where "Hello Amina," (or "Hello,") goes.
+/// Where "Hello Amina," (or "Hello,") goes, with its paragraph.
 pub const GREETING: &str = "{{gazette:greeting}}";
 /// Where the subscriber's "your data" link goes.
 pub const DATA_URL: &str = "{{gazette:data_url}}";
@@ -43,6 +44,7 @@ pub enum RenderError {
 
 pub struct RenderContext<'a> {
     pub newsletter: &'a Newsletter,
+    pub theme: &'a Theme,
     pub week: IsoWeek,
     pub summary_chars: usize,
 }
@@ -80,37 +82,103 @@ fn week_label(week: IsoWeek) -> String {
     )
 }
 
-/// The subject: the editor's, else `"<name>: <top story>"`.
+/// How long a default subject may be: inboxes show about 60 characters.
+pub const SUBJECT_CHARS: usize = 60;
+/// How long the preheader's list of headlines may be.
+pub const PREHEADER_CHARS: usize = 90;
+/// A brief's summary: a sentence, cut at a sentence's end where one falls
+/// within it.
+const BRIEF_CHARS: usize = 120;
+
+/// The subject: the editor's, else the lead headline cut at a word to about
+/// [`SUBJECT_CHARS`], after `[newsletter] subject_prefix` when one is set.
 pub fn subject(selection: &Selection, choices: &EditorChoices, newsletter: &Newsletter) -> String {
-    let s = match (&choices.subject, selection.picks.first()) {
-        (Some(s), _) if !s.trim().is_empty() => untrusted(s),
-        (_, Some(top)) => format!("{}: {}", untrusted(&newsletter.name), untrusted(&top.title)),
-        _ => untrusted(&newsletter.name),
+    if let Some(s) = choices.subject.as_deref().filter(|s| !s.trim().is_empty()) {
+        return crate::text::cut_at_word(&untrusted(s), 150);
+    }
+    let Some(lead) = selection.picks.first() else {
+        return untrusted(&newsletter.name);
     };
-    crate::text::cut_summary(&s, 150)
+    let headline = crate::text::cut_at_word(&untrusted(&lead.title), SUBJECT_CHARS);
+    match &newsletter.subject_prefix {
+        Some(prefix) => format!("{}: {headline}", untrusted(prefix)),
+        None => headline,
+    }
 }
 
-fn preheader(selection: &Selection) -> String {
-    let rest: Vec<String> = selection
-        .picks
-        .iter()
-        .skip(1)
-        .take(2)
-        .map(|c| untrusted(&c.title))
-        .collect();
-    let more = selection.picks.len().saturating_sub(1 + rest.len());
-    let mut s = match rest.len() {
-        0 => selection
-            .picks
-            .first()
-            .map(|c| untrusted(&c.summary))
-            .unwrap_or_default(),
-        _ => format!("Also this week: {}", rest.join(" · ")),
-    };
-    if more > 0 {
-        s.push_str(&format!(" and {more} more"));
+/// The preheader: the editor's, else the next stories' headlines, whole, as
+/// many as fit in [`PREHEADER_CHARS`]; when not even one fits, the intro line.
+pub fn preheader(selection: &Selection, choices: &EditorChoices) -> String {
+    if let Some(p) = choices
+        .preheader
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+    {
+        return crate::text::cut_at_word(&untrusted(p), 150);
     }
-    crate::text::cut_summary(&s, 140)
+    let mut out = String::new();
+    for c in selection.picks.iter().skip(1) {
+        let title = untrusted(&c.title);
+        let next = if out.is_empty() {
+            title
+        } else {
+            format!("{out} · {title}")
+        };
+        if next.chars().count() > PREHEADER_CHARS {
+            break;
+        }
+        out = next;
+    }
+    if out.is_empty() {
+        generated_intro(selection)
+    } else {
+        out
+    }
+}
+
+/// The topics an issue covers, most stories first (ties: the better-ranked).
+fn topics(picks: &[Candidate]) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for c in picks {
+        if let Some(t) = c.topic.as_deref().map(untrusted).filter(|t| !t.is_empty()) {
+            match counts
+                .iter_mut()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&t))
+            {
+                Some((_, n)) => *n += 1,
+                None => counts.push((t, 1)),
+            }
+        }
+    }
+    // Stable: equal counts keep the order of their first story.
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    counts
+}
+
+/// "a, b and c".
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// The intro when the editor wrote none: "This week: 9 stories on crypto,
+/// payments and regulation."
+pub fn generated_intro(selection: &Selection) -> String {
+    let n = selection.picks.len();
+    let stories = if n == 1 { "story" } else { "stories" };
+    let names: Vec<String> = topics(&selection.picks)
+        .into_iter()
+        .take(3)
+        .map(|(t, _)| t)
+        .collect();
+    if names.is_empty() {
+        format!("This week: {n} {stories}.")
+    } else {
+        format!("This week: {n} {stories} on {}.", and_list(&names))
+    }
 }
 
 /// The archive URL of an issue: where "view in browser" points.
@@ -120,7 +188,7 @@ pub fn archive_url(newsletter: &Newsletter, week: IsoWeek) -> String {
 
 /// Markdown (or plain text) from the editor to HTML; raw HTML in it is shown as
 /// text, not interpreted.
-fn intro_html(markdown: &str) -> String {
+pub fn intro_html(markdown: &str) -> String {
     use pulldown_cmark::{Event, Parser};
     let events = Parser::new(markdown).map(|e| match e {
         Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
@@ -131,57 +199,78 @@ fn intro_html(markdown: &str) -> String {
     out.replace(MARKER_START, "{ {gazette:")
 }
 
-const CSS: &str = r#"
-body { margin: 0; padding: 0; background-color: #eef1f5; -webkit-text-size-adjust: 100%; }
-.outer { background-color: #eef1f5; }
-.container { width: 100%; max-width: 600px; background-color: #ffffff; }
-.pad { padding: 0 24px; }
-.masthead { padding: 24px 24px 8px 24px; font-family: Georgia, 'Times New Roman', serif; font-size: 26px; line-height: 32px; font-weight: bold; color: #111827; }
-.dates { padding: 0 24px 16px 24px; font-family: Arial, Helvetica, sans-serif; font-size: 14px; line-height: 20px; color: #4b5563; }
-.topnote { padding: 12px 24px 0 24px; font-family: Arial, Helvetica, sans-serif; font-size: 12px; line-height: 18px; color: #4b5563; text-align: right; }
-.prose { padding: 8px 24px 8px 24px; font-family: Arial, Helvetica, sans-serif; font-size: 16px; line-height: 24px; color: #1f2937; }
-.story { padding: 20px 24px 20px 24px; border-top: 1px solid #d8dde4; }
-.kicker { font-family: Arial, Helvetica, sans-serif; font-size: 12px; line-height: 18px; color: #4b5563; letter-spacing: 0.5px; margin: 0 0 6px 0; }
-.headline { font-family: Georgia, 'Times New Roman', serif; font-size: 21px; line-height: 28px; font-weight: bold; margin: 0 0 8px 0; }
-.headline a { color: #0b4f9c; text-decoration: none; }
-.summary { font-family: Arial, Helvetica, sans-serif; font-size: 16px; line-height: 24px; color: #1f2937; margin: 0 0 10px 0; }
-.more { font-family: Arial, Helvetica, sans-serif; font-size: 15px; line-height: 22px; font-weight: bold; margin: 0; }
-.more a { color: #0b4f9c; text-decoration: underline; display: inline-block; padding: 11px 0; }
-.button { border-radius: 4px; background-color: #0b4f9c; }
-.button-link { display: inline-block; padding: 12px 22px; font-family: Arial, Helvetica, sans-serif; font-size: 16px; line-height: 20px; font-weight: bold; color: #ffffff; text-decoration: none; border-radius: 4px; }
-.hero { display: block; width: 100%; max-width: 552px; height: auto; border: 0; margin: 0 0 14px 0; }
-.footer { padding: 20px 24px 28px 24px; border-top: 1px solid #d8dde4; font-family: Arial, Helvetica, sans-serif; font-size: 13px; line-height: 20px; color: #4b5563; }
-.footer a { color: #0b4f9c; text-decoration: underline; }
-a { color: #0b4f9c; }
-"#;
+/// The digest's CSS, in the theme's accent and fonts.
+fn css(theme: &Theme) -> String {
+    let (accent, font, headline) = (theme.accent, &theme.font, &theme.headline_font);
+    format!(
+        r#"
+body {{ margin: 0; padding: 0; background-color: #eef1f5; -webkit-text-size-adjust: 100%; }}
+.outer {{ background-color: #eef1f5; }}
+.container {{ width: 100%; max-width: 600px; background-color: #ffffff; }}
+.masthead {{ padding: 20px 24px 2px 24px; }}
+.masthead-title {{ margin: 0; font-family: {headline}; font-size: 26px; line-height: 32px; font-weight: bold; color: #111827; }}
+.logo {{ display: block; border: 0; height: auto; max-width: 100%; }}
+.dates {{ padding: 0 24px 0 24px; font-family: {font}; font-size: 14px; line-height: 20px; color: #4b5563; border-bottom: 3px solid {accent}; }}
+.dates a {{ color: {accent}; text-decoration: underline; display: inline-block; padding: 12px 0; }}
+.prose {{ padding: 14px 24px 2px 24px; font-family: {font}; font-size: 16px; line-height: 24px; color: #1f2937; }}
+.prose p {{ margin: 0 0 12px 0; }}
+.contents {{ font-family: {font}; font-size: 14px; line-height: 20px; color: #4b5563; margin: 0 0 12px 0; }}
+.lead {{ padding: 8px 24px 22px 24px; }}
+.label {{ font-family: {font}; font-size: 13px; line-height: 18px; font-weight: bold; color: {accent}; letter-spacing: 0.5px; margin: 0 0 6px 0; }}
+.hero {{ display: block; width: 100%; max-width: 552px; height: auto; border: 0; margin: 0 0 14px 0; }}
+.lead-headline {{ font-family: {headline}; font-size: 24px; line-height: 31px; font-weight: bold; margin: 0 0 8px 0; }}
+.lead-headline a {{ color: #111827; text-decoration: none; }}
+.summary {{ font-family: {font}; font-size: 16px; line-height: 24px; color: #1f2937; margin: 0 0 16px 0; }}
+.button {{ border-radius: 4px; background-color: {accent}; }}
+.button-link {{ display: inline-block; padding: 12px 22px; font-family: {font}; font-size: 16px; line-height: 20px; font-weight: bold; color: #ffffff; text-decoration: none; border-radius: 4px; }}
+.section {{ padding: 14px 24px 0 24px; border-top: 1px solid #d8dde4; }}
+.section-title {{ font-family: {font}; font-size: 14px; line-height: 20px; font-weight: bold; color: #4b5563; letter-spacing: 0.5px; margin: 0; }}
+.brief {{ padding: 8px 24px 8px 24px; }}
+.brief-headline {{ font-family: {headline}; font-size: 18px; line-height: 22px; font-weight: bold; margin: 0 0 4px 0; }}
+.brief-headline a {{ color: {accent}; text-decoration: none; }}
+.brief-summary {{ font-family: {font}; font-size: 15px; line-height: 21px; color: #1f2937; margin: 0; }}
+.footer {{ padding: 16px 24px 20px 24px; border-top: 1px solid #d8dde4; font-family: {font}; font-size: 14px; line-height: 20px; color: #4b5563; }}
+.footer p {{ margin: 0 0 8px 0; }}
+.footer a {{ color: {accent}; text-decoration: underline; display: inline-block; padding: 12px 0; margin-right: 14px; }}
+a {{ color: {accent}; }}
+"#
+    )
+}
 
 /// Kept in a `<style>` block (media queries cannot be inlined); `!important` lets
 /// them win over the inlined styles where the client honours them.
-const MEDIA_CSS: &str = r#"
-@media only screen and (max-width: 480px) {
-  .pad, .prose, .story, .footer, .masthead, .dates, .topnote { padding-left: 16px !important; padding-right: 16px !important; }
-  .headline { font-size: 19px !important; line-height: 26px !important; }
+fn media_css(theme: &Theme) -> String {
+    let dark = theme.accent_dark;
+    format!(
+        r#"
+@media only screen and (max-width: 480px) {{
+  .prose, .lead, .section, .brief, .footer, .masthead, .dates {{ padding-left: 16px !important; padding-right: 16px !important; }}
+  .lead-headline {{ font-size: 22px !important; line-height: 28px !important; }}
+  .masthead-title {{ font-size: 24px !important; line-height: 30px !important; }}
+}}
+:root {{ color-scheme: light dark; supported-color-schemes: light dark; }}
+@media (prefers-color-scheme: dark) {{
+  body, .outer {{ background-color: #0f141a !important; }}
+  .container {{ background-color: #1a2129 !important; }}
+  .masthead-title, .prose, .summary, .brief-summary, .lead-headline a {{ color: #eef1f5 !important; }}
+  .dates, .contents, .section-title, .footer {{ color: #c3cad3 !important; }}
+  .brief-headline a, .footer a, .dates a, .label, a {{ color: {dark} !important; }}
+  .button-link {{ color: #ffffff !important; }}
+  .section, .footer {{ border-top-color: #34404d !important; }}
+}}
+"#
+    )
 }
-:root { color-scheme: light dark; supported-color-schemes: light dark; }
-@media (prefers-color-scheme: dark) {
-  body, .outer { background-color: #0f141a !important; }
-  .container { background-color: #1a2129 !important; }
-  .masthead, .prose, .summary { color: #eef1f5 !important; }
-  .dates, .kicker, .topnote, .footer { color: #c3cad3 !important; }
-  .headline a, .more a, .footer a, a { color: #8fc1ff !important; }
-  .button-link { color: #ffffff !important; }
-  .story, .footer { border-top-color: #34404d !important; }
-}
-"#;
 
-/// Renders the issue once. The result holds [`GREETING`] and [`UNSUBSCRIBE_URL`].
+/// Renders the issue once. The result holds [`GREETING`], [`UNSUBSCRIBE_URL`]
+/// and [`DATA_URL`], filled per subscriber by [`personalize`].
 pub fn render(
     selection: &Selection,
     choices: &EditorChoices,
     ctx: &RenderContext,
 ) -> Result<Issue, RenderError> {
     let subject = subject(selection, choices, ctx.newsletter);
-    let preheader = preheader(selection);
+    let preheader = preheader(selection, choices);
     let html = render_html(selection, choices, ctx, &subject, &preheader);
     let html = css_inline::CSSInliner::options()
         .load_remote_stylesheets(false)
@@ -209,46 +298,112 @@ fn hero_height(size: Option<(u32, u32)>) -> Option<u32> {
     size.map(|(w, h)| ((f64::from(HERO_WIDTH) * f64::from(h) / f64::from(w)).round() as u32).max(1))
 }
 
-fn story_block(c: &Candidate, lead: bool, ctx: &RenderContext) -> Markup {
+/// The briefs in sections: a section for each topic that has at least two of
+/// them (in the order of each topic's best story), the rest last under "More
+/// stories"; one "More stories" section when no topic has two.
+pub fn sections(briefs: &[Candidate]) -> Vec<(String, Vec<&Candidate>)> {
+    let shared: Vec<String> = topics(briefs)
+        .into_iter()
+        .filter(|(_, n)| *n >= 2)
+        .map(|(t, _)| t)
+        .collect();
+    let section_of = |c: &Candidate| {
+        let topic = c.topic.as_deref().map(untrusted)?;
+        shared
+            .iter()
+            .find(|t| t.eq_ignore_ascii_case(&topic))
+            .cloned()
+    };
+    let mut sections: Vec<(String, Vec<&Candidate>)> = Vec::new();
+    let mut rest = Vec::new();
+    for c in briefs {
+        match section_of(c) {
+            Some(t) => match sections.iter_mut().find(|(name, _)| *name == t) {
+                Some((_, list)) => list.push(c),
+                None => sections.push((t, vec![c])),
+            },
+            None => rest.push(c),
+        }
+    }
+    if !rest.is_empty() {
+        sections.push((MORE_STORIES.to_string(), rest));
+    }
+    sections
+}
+
+/// The section of briefs without a topic of their own.
+const MORE_STORIES: &str = "More stories";
+
+/// "In this issue: Crypto (3) · Payments (2) · …", or `None` for a lone story.
+fn contents_line(selection: &Selection) -> Option<String> {
+    let topics = topics(&selection.picks);
+    if selection.picks.len() < 2 || topics.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = topics
+        .iter()
+        .take(4)
+        .map(|(t, n)| format!("{t} ({n})"))
+        .collect();
+    let more: usize = topics.iter().skip(4).map(|(_, n)| n).sum();
+    let mut line = format!("In this issue: {}", shown.join(" · "));
+    if more > 0 {
+        line += &format!(" · {more} more");
+    }
+    Some(line)
+}
+
+fn lead_block(c: &Candidate, ctx: &RenderContext) -> Markup {
     let tz = ctx.newsletter.timezone;
     let title = untrusted(&c.title);
+    let link = untrusted_url(c.reader_link());
     let summary = crate::text::cut_summary(&untrusted(&c.summary), ctx.summary_chars);
-    let mut kicker = vec![short_date(c.published_at, tz)];
-    if let Some(topic) = &c.topic {
-        kicker.push(untrusted(topic));
-    }
+    let accent = ctx.theme.accent.to_string();
     // Upper case here, not with text-transform, which some clients drop.
-    let kicker = kicker.join(" · ").to_uppercase();
+    let label = format!(
+        "TOP STORY · {}",
+        short_date(c.published_at, tz).to_uppercase()
+    );
     html! {
-        tr { td class="story" {
-            @if lead {
-                @if let Some(img) = &c.image {
-                    a href=(untrusted_url(c.reader_link())) {
-                        // Width and height keep the layout steady while the image
-                        // loads, and Outlook needs the width; CSS lets it shrink.
-                        @if let Some(height) = hero_height(c.image_size) {
-                            img class="hero" src=(untrusted_url(img)) alt=(title) width=(HERO_WIDTH) height=(height);
-                        } @else {
-                            img class="hero" src=(untrusted_url(img)) alt=(title) width=(HERO_WIDTH);
-                        }
-                    }
+        tr { td class="lead" {
+            p class="label" { (label) }
+            @if let Some(img) = &c.image {
+                // Width and height keep the layout steady while the image loads,
+                // and Outlook needs the width; CSS lets it shrink. Not a link:
+                // the headline and the button are the story's links.
+                @if let Some(height) = hero_height(c.image_size) {
+                    img class="hero" src=(untrusted_url(img)) alt="" width=(HERO_WIDTH) height=(height);
+                } @else {
+                    img class="hero" src=(untrusted_url(img)) alt="" width=(HERO_WIDTH);
                 }
             }
-            p class="kicker" dir="auto" { (kicker) }
-            h2 class="headline" dir="auto" { a href=(untrusted_url(c.reader_link())) { (title) } }
+            h2 class="lead-headline" dir="auto" { a href=(link) { (title) } }
             @if !summary.is_empty() {
                 p class="summary" dir="auto" { (summary) }
             }
-            @if lead {
-                // A bulletproof button: the cell carries the colour, so Outlook's
-                // Word renderer, which ignores padding on links, still shows it.
-                table role="presentation" cellpadding="0" cellspacing="0" border="0" {
-                    tr { td class="button" bgcolor="#0b4f9c" {
-                        a class="button-link" href=(untrusted_url(c.reader_link())) { "Read the story →" }
-                    } }
-                }
-            } @else {
-                p class="more" { a href=(untrusted_url(c.reader_link())) { "Read the story →" } }
+            // A bulletproof button: the cell carries the colour, so Outlook's
+            // Word renderer, which ignores padding on links, still shows it.
+            table role="presentation" cellpadding="0" cellspacing="0" border="0" {
+                tr { td class="button" bgcolor=(accent) {
+                    a class="button-link" href=(link) { "Read the full story" }
+                } }
+            }
+        } }
+    }
+}
+
+/// A brief's words: its summary cut to a sentence or so.
+pub fn brief_summary(c: &Candidate, summary_chars: usize) -> String {
+    crate::text::cut_summary(&untrusted(&c.summary), BRIEF_CHARS.min(summary_chars))
+}
+
+fn brief_block(c: &Candidate, ctx: &RenderContext) -> Markup {
+    let summary = brief_summary(c, ctx.summary_chars);
+    html! {
+        tr { td class="brief" {
+            h3 class="brief-headline" dir="auto" { a href=(untrusted_url(c.reader_link())) { (untrusted(&c.title)) } }
+            @if !summary.is_empty() {
+                p class="brief-summary" dir="auto" { (summary) }
             }
         } }
     }
@@ -262,9 +417,25 @@ fn render_html(
     preheader: &str,
 ) -> String {
     let n = ctx.newsletter;
+    let theme = ctx.theme;
     let name = untrusted(&n.name);
     // Invisible filler after the preheader stops clients from showing body text there.
     let filler = "&#847;&zwnj;&nbsp;".repeat(40);
+    let editor_intro = choices
+        .intro
+        .as_deref()
+        .is_some_and(|s| !s.trim().is_empty());
+    // Without the editor's words, the generated intro names the topics: it is
+    // the "in this issue" line.
+    let intro = match choices.intro.as_deref().filter(|_| editor_intro) {
+        Some(markdown) => intro_html(markdown),
+        None => format!("<p>{}</p>", escape_html(&generated_intro(selection))),
+    };
+    let (lead, briefs) = match selection.picks.split_first() {
+        Some((lead, briefs)) => (Some(lead), briefs),
+        None => (None, &[][..]),
+    };
+    let sections = sections(briefs);
     let markup = html! {
         (DOCTYPE)
         html lang=(n.language) dir="ltr" {
@@ -276,8 +447,8 @@ fn render_html(
                 meta name="color-scheme" content="light dark";
                 meta name="supported-color-schemes" content="light dark";
                 title { (subject) }
-                style { (PreEscaped(CSS)) }
-                style data-css-inline="keep" { (PreEscaped(MEDIA_CSS)) }
+                style { (PreEscaped(css(theme))) }
+                style data-css-inline="keep" { (PreEscaped(media_css(theme))) }
             }
             body class="body" {
                 div style="display:none;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;" {
@@ -287,25 +458,48 @@ fn render_html(
                     tr { td align="center" {
                         (PreEscaped("<!--[if mso]><table role=\"presentation\" width=\"600\" align=\"center\" cellpadding=\"0\" cellspacing=\"0\" border=\"0\"><tr><td><![endif]-->"))
                         table role="presentation" class="container" width="100%" cellpadding="0" cellspacing="0" border="0" {
-                            tr { td class="topnote" {
-                                a href=(archive_url(n, ctx.week)) { "View in your browser" }
+                            tr { td class="masthead" {
+                                h1 class="masthead-title" {
+                                    @if let Some(logo) = &theme.logo {
+                                        img class="logo" src=(untrusted_url(&logo.url)) alt=(untrusted(&logo.alt)) width=(logo.width) height=(logo.height);
+                                    } @else {
+                                        (name)
+                                    }
+                                }
                             } }
-                            tr { td class="masthead" { (name) } }
-                            tr { td class="dates" { "Top stories, " (week_label(ctx.week)) } }
-                            tr { td class="prose" { p style="margin:0;" { (PreEscaped(GREETING)) } } }
-                            @if let Some(intro) = choices.intro.as_deref().filter(|s| !s.trim().is_empty()) {
-                                tr { td class="prose" dir="auto" { (PreEscaped(intro_html(intro))) } }
+                            tr { td class="dates" {
+                                "Top stories · " (week_label(ctx.week))
+                                " · " a href=(archive_url(n, ctx.week)) { "View in your browser" }
+                            } }
+                            tr { td class="prose" dir="auto" {
+                                (PreEscaped(GREETING))
+                                (PreEscaped(intro))
+                                @if editor_intro {
+                                    @if let Some(line) = contents_line(selection) {
+                                        p class="contents" { (line) }
+                                    }
+                                }
+                            } }
+                            @if let Some(lead) = lead {
+                                (lead_block(lead, ctx))
                             }
-                            @for (i, c) in selection.picks.iter().enumerate() {
-                                (story_block(c, i == 0, ctx))
+                            @for (title, stories) in &sections {
+                                tr { td class="section" { h2 class="section-title" { (title.to_uppercase()) } } }
+                                @for c in stories {
+                                    (brief_block(c, ctx))
+                                }
                             }
                             tr { td class="footer" {
-                                p style="margin:0 0 8px 0;" {
-                                    "You are receiving " (name) " because you subscribed to it. "
-                                    a href=(UNSUBSCRIBE_URL) { "Unsubscribe" } " in one click. "
-                                    a href=(DATA_URL) { "Your data" } "."
+                                @if let Some(note) = &theme.footer_note {
+                                    p dir="auto" { (untrusted(note)) }
                                 }
-                                p style="margin:0;" { (untrusted(&n.postal_address)) }
+                                p { "You are receiving " (name) " because you subscribed to it. " (untrusted(&n.postal_address)) }
+                                p {
+                                    a href=(UNSUBSCRIBE_URL) { "Unsubscribe" }
+                                    a href=(DATA_URL) { "Your data" }
+                                    // For a reader of a forwarded copy.
+                                    a href=(n.base_url.as_str()) { "Subscribe" }
+                                }
                             } }
                         }
                         (PreEscaped("<!--[if mso]></td></tr></table><![endif]-->"))
@@ -317,9 +511,12 @@ fn render_html(
     markup.into_string()
 }
 
-/// Wraps text to 72 columns with an indent.
+/// The text part's width: mail readers show 72 to 78 columns.
+const TEXT_WIDTH: usize = 76;
+
+/// Wraps text to [`TEXT_WIDTH`] with an indent; a URL is never broken.
 fn wrap(text: &str, indent: &str) -> String {
-    let options = textwrap::Options::new(72)
+    let options = textwrap::Options::new(TEXT_WIDTH)
         .initial_indent(indent)
         .subsequent_indent(indent)
         .break_words(false)
@@ -327,66 +524,187 @@ fn wrap(text: &str, indent: &str) -> String {
     textwrap::fill(text, options)
 }
 
+/// The editor's Markdown as plain text: paragraphs wrapped, lists as lists,
+/// links as "text <url>", emphasis dropped.
+pub fn markdown_text(markdown: &str) -> String {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let mut blocks: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut prefix = String::new();
+    let mut lists: Vec<Option<u64>> = Vec::new();
+    let mut link: Option<String> = None;
+    let mut link_text = String::new();
+    let flush = |blocks: &mut Vec<String>, current: &mut String, prefix: &str| {
+        let text = current.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !text.is_empty() {
+            let indent = " ".repeat(prefix.chars().count());
+            let wrapped = wrap(&format!("{prefix}{text}"), "");
+            let mut lines = wrapped.lines();
+            let mut out = lines.next().unwrap_or_default().to_string();
+            // Continuation lines line up under the item's text.
+            let rest: Vec<&str> = lines.collect();
+            if !rest.is_empty() {
+                out += "\n";
+                out += &wrap(&rest.join(" "), &indent);
+            }
+            blocks.push(out);
+        }
+        current.clear();
+    };
+    for event in Parser::new(markdown) {
+        match event {
+            Event::Start(Tag::List(start)) => {
+                flush(&mut blocks, &mut current, &prefix);
+                lists.push(start);
+            }
+            Event::End(TagEnd::List(_)) => {
+                flush(&mut blocks, &mut current, &prefix);
+                lists.pop();
+                prefix.clear();
+            }
+            Event::Start(Tag::Item) => {
+                flush(&mut blocks, &mut current, &prefix);
+                let depth = lists.len().saturating_sub(1);
+                let marker = match lists.last_mut() {
+                    Some(Some(n)) => {
+                        let m = format!("{n}. ");
+                        *n += 1;
+                        m
+                    }
+                    _ => "- ".to_string(),
+                };
+                prefix = format!("{}{marker}", "  ".repeat(depth));
+            }
+            Event::End(TagEnd::Item)
+            | Event::End(TagEnd::Paragraph)
+            | Event::End(TagEnd::Heading(_)) => {
+                flush(&mut blocks, &mut current, &prefix);
+            }
+            Event::Start(Tag::Link { dest_url, .. }) => {
+                link = Some(dest_url.to_string());
+                link_text.clear();
+            }
+            Event::End(TagEnd::Link) => {
+                if let Some(url) = link.take() {
+                    let text = link_text.trim();
+                    if text.is_empty() || text == url {
+                        current += &format!("<{url}>");
+                    } else {
+                        current += &format!("{text} <{url}>");
+                    }
+                }
+            }
+            Event::Text(t) | Event::Code(t) => {
+                if link.is_some() {
+                    link_text += &t;
+                } else {
+                    current += &t;
+                }
+            }
+            Event::SoftBreak | Event::HardBreak => {
+                if link.is_some() {
+                    link_text.push(' ');
+                } else {
+                    current.push(' ');
+                }
+            }
+            Event::Html(t) | Event::InlineHtml(t) => current += &t,
+            _ => {}
+        }
+    }
+    flush(&mut blocks, &mut current, &prefix);
+    // Items of one list sit on consecutive lines; other blocks are paragraphs.
+    let mut out = String::new();
+    for (i, b) in blocks.iter().enumerate() {
+        if i > 0 {
+            let list_item = |s: &str| {
+                let t = s.trim_start();
+                t.starts_with("- ")
+                    || t.split_once(". ")
+                        .is_some_and(|(n, _)| n.parse::<u64>().is_ok())
+            };
+            out += if list_item(b) && list_item(&blocks[i - 1]) {
+                "\n"
+            } else {
+                "\n\n"
+            };
+        }
+        out += b;
+    }
+    out.replace(MARKER_START, "{ {gazette:")
+}
+
+/// A story in the text part: its headline, its link on the next line, then its
+/// words.
+fn text_story(out: &mut String, c: &Candidate, summary_chars: usize) {
+    *out += &wrap(&untrusted(&c.title), "");
+    *out += "\n";
+    *out += &untrusted_url(c.reader_link());
+    *out += "\n";
+    let summary = crate::text::cut_summary(&untrusted(&c.summary), summary_chars);
+    if !summary.is_empty() {
+        *out += &wrap(&summary, "");
+        *out += "\n";
+    }
+    *out += "\n";
+}
+
 fn render_text(selection: &Selection, choices: &EditorChoices, ctx: &RenderContext) -> String {
     let n = ctx.newsletter;
-    let tz = n.timezone;
     let mut out = String::new();
-    let mut links: Vec<String> = Vec::new();
-    let title = format!(
-        "{} — top stories, {}",
-        untrusted(&n.name),
-        week_label(ctx.week)
-    );
-    out += &wrap(&title, "");
+    let name = untrusted(&n.name);
+    out += &wrap(&name, "");
     out += "\n";
-    out += &"-".repeat(title.chars().count().min(72));
+    out += &format!("Top stories · {}\n", week_label(ctx.week));
+    out += &"=".repeat(name.chars().count().clamp(20, TEXT_WIDTH));
     out += "\n";
     out += &format!("View in your browser: {}\n\n", archive_url(n, ctx.week));
     out += GREETING;
     out += "\n\n";
-    if let Some(intro) = choices.intro.as_deref().filter(|s| !s.trim().is_empty()) {
-        for para in intro.replace(MARKER_START, "{ {gazette:").split("\n\n") {
-            out += &wrap(&clean_line(para), "");
+    let intro = match choices.intro.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(markdown) => markdown_text(markdown),
+        None => wrap(&generated_intro(selection), ""),
+    };
+    out += &intro;
+    out += "\n\n";
+    if choices
+        .intro
+        .as_deref()
+        .is_some_and(|s| !s.trim().is_empty())
+    {
+        if let Some(line) = contents_line(selection) {
+            out += &wrap(&line, "");
             out += "\n\n";
         }
     }
-    for (i, c) in selection.picks.iter().enumerate() {
-        links.push(untrusted_url(c.reader_link()));
-        let number = format!("{}. ", i + 1);
-        let indent = " ".repeat(number.len());
-        let head = wrap(
-            &format!("{} [{}]", untrusted(&c.title), links.len()),
-            &indent,
-        );
-        out += &number;
-        out += head.trim_start();
-        out += "\n";
-        let mut kicker = vec![short_date(c.published_at, tz)];
-        if let Some(topic) = &c.topic {
-            kicker.push(untrusted(topic));
+    let (lead, briefs) = match selection.picks.split_first() {
+        Some((lead, briefs)) => (Some(lead), briefs),
+        None => (None, &[][..]),
+    };
+    if let Some(lead) = lead {
+        out += "TOP STORY\n---------\n";
+        text_story(&mut out, lead, ctx.summary_chars);
+    }
+    for (title, stories) in sections(briefs) {
+        let heading = title.to_uppercase();
+        out += &format!("{heading}\n{}\n", "-".repeat(heading.chars().count()));
+        for c in stories {
+            text_story(&mut out, c, BRIEF_CHARS.min(ctx.summary_chars));
         }
-        out += &wrap(&kicker.join(" · "), &indent);
-        out += "\n";
-        let summary = crate::text::cut_summary(&untrusted(&c.summary), ctx.summary_chars);
-        if !summary.is_empty() {
-            out += &wrap(&summary, &indent);
-            out += "\n";
-        }
+    }
+    out += "-- \n";
+    if let Some(note) = &ctx.theme.footer_note {
+        out += &wrap(&untrusted(note), "");
         out += "\n";
     }
-    out += "Links\n-----\n";
-    for (i, l) in links.iter().enumerate() {
-        out += &format!("[{}] {}\n", i + 1, l);
-    }
-    out += "\n-- \n";
     out += &wrap(
-        &format!(
-            "You are receiving {} because you subscribed to it.",
-            untrusted(&n.name)
-        ),
+        &format!("You are receiving {name} because you subscribed to it."),
         "",
     );
-    out += &format!("\nUnsubscribe in one click: {UNSUBSCRIBE_URL}\nYour data: {DATA_URL}\n");
+    out += &format!(
+        "\nUnsubscribe: {UNSUBSCRIBE_URL}\nYour data: {DATA_URL}\nSubscribe (for a forwarded copy): {}\n",
+        n.base_url
+    );
     out += &wrap(&untrusted(&n.postal_address), "");
     out += "\n";
     out
@@ -400,11 +718,24 @@ pub fn escape_html(s: &str) -> String {
 /// Fills one subscriber's parts into the rendered issue. `html` says which part
 /// `template` is, so the name is escaped for HTML and cleaned for text.
 pub fn personalize(template: &str, p: &Personal, html: bool) -> String {
-    let name = p.name.map(clean_line).filter(|n| !n.is_empty());
-    let greeting = match name {
-        Some(n) if html => format!("Hello {},", escape_html(&n)),
+    // Greetings use the first name: "Hello Amina," for Amina Khan.
+    let first = p
+        .name
+        .map(clean_line)
+        .and_then(|n| n.split_whitespace().next().map(str::to_string));
+    let hello = match first {
         Some(n) => format!("Hello {n},"),
         None => "Hello,".to_string(),
+    };
+    // The greeting sits before the intro, whose styles were inlined already.
+    let greeting = if html {
+        format!(
+            "<p style=\"margin:0 0 12px 0;\">{}</p>",
+            escape_html(&hello)
+        )
+    } else {
+        // One line: copies are spliced line by line.
+        hello
     };
     let link = |url: &str| {
         if html {
@@ -419,6 +750,18 @@ pub fn personalize(template: &str, p: &Personal, html: bool) -> String {
         .replace(DATA_URL, &link(p.data_url))
 }
 
+/// A part of the issue for anyone to read (the archive, the files on disk):
+/// no name, and the personal links pointing at the newsletter's page, where
+/// there is a subscribe form.
+pub fn public_copy(part: &str, base_url: &str, html: bool) -> String {
+    let general = Personal {
+        name: None,
+        unsubscribe_url: base_url,
+        data_url: base_url,
+    };
+    personalize(part, &general, html)
+}
+
 /// The digest as it is stored in `digest.json`: the issue's words and the
 /// selection with every score and reason.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -430,4 +773,171 @@ pub struct DigestRecord {
     pub html_bytes: usize,
     pub editor: EditorChoices,
     pub selection: Selection,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rank::{ScoreParts, Verdict};
+
+    fn story(title: &str, topic: Option<&str>) -> Candidate {
+        Candidate {
+            url: format!("https://news.example/{}", title.len()),
+            link: String::new(),
+            title: title.into(),
+            title_derived: false,
+            comments: None,
+            summary: String::new(),
+            image: None,
+            image_size: None,
+            published_at: DateTime::<Utc>::default(),
+            sources: vec![],
+            categories: vec![],
+            topic: topic.map(str::to_string),
+            folded: vec![],
+            appearances: 1,
+            views: 0,
+            listed: None,
+            recurring: false,
+            score: 1.0,
+            parts: ScoreParts::default(),
+            verdict: Verdict::Picked,
+            reason: String::new(),
+        }
+    }
+
+    fn selection(picks: Vec<Candidate>) -> Selection {
+        Selection {
+            picks,
+            others: vec![],
+            signals: vec![],
+        }
+    }
+
+    fn newsletter(prefix: Option<&str>) -> Newsletter {
+        let mut c = crate::config::Config::parse(
+            "[newsletter]\nname = \"Weekly\"\nfrom = \"a@news.example\"\nbase_url = \"https://news.example/\"\npostal_address = \"x\"\ntimezone = \"UTC\"\n[[feeds]]\nurl = \"f.xml\"\n",
+            "t.toml",
+            std::path::Path::new("."),
+            std::iter::empty(),
+        )
+        .unwrap()
+        .newsletter;
+        c.subject_prefix = prefix.map(str::to_string);
+        c
+    }
+
+    #[test]
+    fn the_default_subject_is_the_lead_cut_at_a_word() {
+        let lead = "Bithumb Accidentally Distributes $44 Billion in Bitcoin, Sparks Market Volatility and Regulatory Action";
+        let s = selection(vec![story(lead, None)]);
+        let subject = subject(&s, &EditorChoices::default(), &newsletter(None));
+        assert_eq!(
+            subject,
+            "Bithumb Accidentally Distributes $44 Billion in Bitcoin…"
+        );
+        assert!(subject.chars().count() <= SUBJECT_CHARS);
+        let prefixed = subject_line(&s, &newsletter(Some("Fintech Weekly")));
+        assert!(
+            prefixed.starts_with("Fintech Weekly: Bithumb"),
+            "{prefixed}"
+        );
+        let own = EditorChoices {
+            subject: Some("Our pick of the week".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            super::subject(&s, &own, &newsletter(None)),
+            "Our pick of the week"
+        );
+    }
+
+    fn subject_line(s: &Selection, n: &Newsletter) -> String {
+        subject(s, &EditorChoices::default(), n)
+    }
+
+    #[test]
+    fn the_preheader_holds_whole_headlines_only() {
+        let s = selection(vec![
+            story("Lead", Some("A")),
+            story("Second story has a headline of forty chars", Some("A")),
+            story("Third story with a headline of forty-one c", Some("B")),
+            story("Fourth", Some("B")),
+        ]);
+        let p = preheader(&s, &EditorChoices::default());
+        assert_eq!(
+            p,
+            "Second story has a headline of forty chars · Third story with a headline of forty-one c"
+        );
+        assert!(p.chars().count() <= PREHEADER_CHARS);
+        // Not even one headline fits: the generated intro instead.
+        let long = selection(vec![story("Lead", None), story(&"word ".repeat(30), None)]);
+        assert_eq!(
+            preheader(&long, &EditorChoices::default()),
+            "This week: 2 stories."
+        );
+    }
+
+    #[test]
+    fn the_generated_intro_names_the_main_topics() {
+        let s = selection(vec![
+            story("a", Some("Crypto")),
+            story("b", Some("Payments")),
+            story("c", Some("crypto")),
+            story("d", Some("Regulation")),
+            story("e", Some("Payments")),
+            story("f", None),
+        ]);
+        assert_eq!(
+            generated_intro(&s),
+            "This week: 6 stories on Crypto, Payments and Regulation."
+        );
+    }
+
+    #[test]
+    fn briefs_are_grouped_by_topics_that_have_two() {
+        let briefs = vec![
+            story("a", Some("Crypto")),
+            story("b", Some("Payments")),
+            story("c", Some("Crypto")),
+            story("d", Some("Events")),
+        ];
+        let got: Vec<(String, usize)> = sections(&briefs)
+            .into_iter()
+            .map(|(t, list)| (t, list.len()))
+            .collect();
+        assert_eq!(got, vec![("Crypto".into(), 2), (MORE_STORIES.into(), 2)]);
+    }
+
+    #[test]
+    fn the_intro_markdown_reads_as_text() {
+        let md = "Hello **all**.\n\n- one\n- two with a [link](https://x.example/a)\n\nSee <https://x.example/b>.";
+        assert_eq!(
+            markdown_text(md),
+            "Hello all.\n\n- one\n- two with a link <https://x.example/a>\n\nSee <https://x.example/b>."
+        );
+        let long = format!("- {}", "word ".repeat(30));
+        let text = markdown_text(&long);
+        assert!(
+            text.lines().all(|l| l.chars().count() <= TEXT_WIDTH),
+            "{text}"
+        );
+        assert!(text.lines().nth(1).unwrap().starts_with("  word"), "{text}");
+    }
+
+    #[test]
+    fn the_greeting_uses_the_first_name() {
+        let p = Personal {
+            name: Some("Amina Khan"),
+            unsubscribe_url: "u",
+            data_url: "d",
+        };
+        assert_eq!(personalize(GREETING, &p, false), "Hello Amina,");
+        let nobody = Personal {
+            name: None,
+            unsubscribe_url: "u",
+            data_url: "d",
+        };
+        assert!(personalize(GREETING, &nobody, true).contains(">Hello,<"));
+    }
 }

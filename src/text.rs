@@ -286,6 +286,22 @@ pub fn cut_summary(text: &str, max: usize) -> String {
     )
 }
 
+/// `text` cut at a word to at most `max` characters, "…" marking the cut.
+pub fn cut_at_word(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let fits: String = text.chars().take(max.saturating_sub(1)).collect();
+    let cut = match fits.rfind(char::is_whitespace) {
+        Some(i) if i > max / 2 => &fits[..i],
+        _ => &fits[..],
+    };
+    format!(
+        "{}…",
+        cut.trim_end_matches(|c: char| c.is_whitespace() || ",;:-–—".contains(c))
+    )
+}
+
 /// A title from the first sentence of an untitled item's text: at most about
 /// twelve words, cut at a word with "…" when the sentence is longer.
 pub fn derived_title(text: &str) -> Option<String> {

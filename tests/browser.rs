@@ -59,6 +59,7 @@ addEventListener('load', () => {
   const out = document.createElement('pre');
   out.id = 'probe';
   out.textContent = JSON.stringify({vw, scroll: document.documentElement.scrollWidth, widest: Math.ceil(widest), culprit,
+    height: document.documentElement.scrollHeight,
     color: getComputedStyle(document.querySelector('.summary') || document.body).color,
     background: getComputedStyle(document.querySelector('.container') || document.body).backgroundColor});
   document.body.appendChild(out);
@@ -67,6 +68,8 @@ addEventListener('load', () => {
 
 pub struct Probe {
     pub viewport: i64,
+    /// The page's height (before the probe's own output is added).
+    pub height: i64,
     pub scroll: i64,
     pub widest: i64,
     pub culprit: String,
@@ -107,6 +110,7 @@ pub fn probe(chromium: &Path, html_file: &Path, width: u32, dark: bool) -> Probe
     let v: serde_json::Value = serde_json::from_str(&json.replace("&quot;", "\"")).unwrap();
     Probe {
         viewport: v["vw"].as_i64().unwrap(),
+        height: v["height"].as_i64().unwrap(),
         scroll: v["scroll"].as_i64().unwrap(),
         widest: v["widest"].as_i64().unwrap(),
         culprit: v["culprit"].as_str().unwrap().into(),

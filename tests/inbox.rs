@@ -16,45 +16,32 @@ use serde_json::Value;
 use crate::browser::{check_digest, chromium_present};
 use crate::util::{repo_file, Site};
 
-/// The same issue as MJML, from digest.json: same words, links, colours and widths.
-fn mjml_twin(record: &Value, name: &str, postal: &str, archive: &str) -> String {
-    let picks = record["selection"]["picks"].as_array().unwrap();
-    let story = |i: usize, p: &Value| -> Markup {
-        let url = p["url"].as_str().unwrap();
-        let title = p["title"].as_str().unwrap();
-        let date = chrono::DateTime::parse_from_rfc3339(p["published_at"].as_str().unwrap())
-            .unwrap()
-            .with_timezone(&chrono_tz::Asia::Karachi)
+/// The same issue as MJML, from digest.json: the same layout (masthead, lead
+/// with its button, briefs under topic headings, footer), words, links, colours
+/// and widths.
+fn mjml_twin(record: &Value, config: &gazette::config::Config, archive: &str) -> String {
+    use gazette::rank::Candidate;
+    let picks: Vec<Candidate> =
+        serde_json::from_value(record["selection"]["picks"].clone()).unwrap();
+    let name = &config.newsletter.name;
+    let accent = config.theme.accent.to_string();
+    let date = |c: &Candidate| {
+        c.published_at
+            .with_timezone(&config.newsletter.timezone)
             .format("%-d %b")
-            .to_string();
-        let kicker = match p["topic"].as_str() {
-            Some(t) => format!("{date} · {t}").to_uppercase(),
-            None => date.to_uppercase(),
-        };
-        html! {
-            mj-section background-color="#ffffff" border-top="1px solid #d8dde4" padding="20px 0" {
-                mj-column {
-                    @if i == 0 {
-                        @if let Some(img) = p["image"].as_str() {
-                            mj-image src=(img) alt=(title) href=(url) width="552px" padding="0 24px 14px" {}
-                        }
-                    }
-                    mj-text font-size="12px" line-height="18px" color="#4b5563" padding="0 24px 6px" { (kicker) }
-                    mj-text font-family="Georgia, 'Times New Roman', serif" font-size="21px" line-height="28px" font-weight="bold" padding="0 24px 8px" {
-                        a href=(url) style="color:#0b4f9c;text-decoration:none" { (title) }
-                    }
-                    mj-text font-size="16px" line-height="24px" color="#1f2937" padding="0 24px 10px" { (p["summary"].as_str().unwrap_or("")) }
-                    @if i == 0 {
-                        mj-button href=(url) background-color="#0b4f9c" color="#ffffff" font-size="16px" font-weight="bold" border-radius="4px" inner-padding="12px 22px" align="left" padding="0 24px" { "Read the story →" }
-                    } @else {
-                        mj-text font-size="15px" line-height="22px" font-weight="bold" padding="0 24px" {
-                            a href=(url) style="color:#0b4f9c" { "Read the story →" }
-                        }
-                    }
-                }
-            }
-        }
+            .to_string()
+            .to_uppercase()
     };
+    let (lead, briefs) = picks.split_first().unwrap();
+    let sections = gazette::render::sections(briefs);
+    let summary_chars = config.ranking.summary_chars;
+    let intro = gazette::render::generated_intro(&gazette::rank::Selection {
+        picks: picks.clone(),
+        others: vec![],
+        signals: vec![],
+    });
+    let link_style =
+        format!("color:{accent};display:inline-block;padding:12px 0;margin-right:14px");
     html! {
         mjml {
             mj-head {
@@ -63,21 +50,63 @@ fn mjml_twin(record: &Value, name: &str, postal: &str, archive: &str) -> String 
                 mj-attributes { mj-all font-family="Arial, Helvetica, sans-serif" {} }
             }
             mj-body background-color="#eef1f5" width="600px" {
-                mj-section background-color="#ffffff" padding="12px 0 8px" {
+                mj-section background-color="#ffffff" padding="20px 0 0" border-bottom={"3px solid " (accent)} {
                     mj-column {
-                        mj-text align="right" font-size="12px" padding="0 24px" { a href=(archive) style="color:#0b4f9c" { "View in your browser" } }
-                        mj-text font-family="Georgia, 'Times New Roman', serif" font-size="26px" line-height="32px" font-weight="bold" color="#111827" padding="24px 24px 8px" { (name) }
-                        mj-text font-size="16px" color="#1f2937" padding="8px 24px" { "Hello," }
+                        mj-text font-family="Georgia, 'Times New Roman', serif" font-size="26px" line-height="32px" font-weight="bold" color="#111827" padding="0 24px 2px" { h1 style="margin:0;font-size:26px" { (name) } }
+                        mj-text font-size="14px" line-height="20px" color="#4b5563" padding="0 24px" {
+                            "Top stories · 2 Feb – 8 Feb 2026 · "
+                            a href=(archive) style=(link_style) { "View in your browser" }
+                        }
                     }
                 }
-                @for (i, p) in picks.iter().enumerate() { (story(i, p)) }
-                mj-section background-color="#ffffff" border-top="1px solid #d8dde4" {
+                mj-section background-color="#ffffff" padding="14px 0 2px" {
                     mj-column {
-                        mj-text font-size="13px" line-height="20px" color="#4b5563" padding="20px 24px 8px" {
-                            "You are receiving " (name) " because you subscribed to it. "
-                            a href="https://example.com/u/TOKEN" style="color:#0b4f9c" { "Unsubscribe" } " in one click."
+                        mj-text font-size="16px" line-height="24px" color="#1f2937" padding="0 24px 12px" { "Hello," }
+                        mj-text font-size="16px" line-height="24px" color="#1f2937" padding="0 24px 12px" { (intro) }
+                    }
+                }
+                mj-section background-color="#ffffff" padding="8px 0 22px" {
+                    mj-column {
+                        mj-text font-size="13px" line-height="18px" font-weight="bold" color=(accent) padding="0 24px 6px" { "TOP STORY · " (date(lead)) }
+                        @if let Some(img) = &lead.image {
+                            mj-image src=(img) alt="" width="552px" padding="0 24px 14px" {}
                         }
-                        mj-text font-size="13px" color="#4b5563" padding="0 24px 28px" { (postal) }
+                        mj-text font-family="Georgia, 'Times New Roman', serif" font-size="24px" line-height="31px" font-weight="bold" padding="0 24px 8px" {
+                            h2 style="margin:0;font-size:24px" { a href=(lead.reader_link()) style="color:#111827;text-decoration:none" { (lead.title) } }
+                        }
+                        mj-text font-size="16px" line-height="24px" color="#1f2937" padding="0 24px 16px" {
+                            (gazette::text::cut_summary(&lead.summary, summary_chars))
+                        }
+                        mj-button href=(lead.reader_link()) background-color=(accent) color="#ffffff" font-size="16px" font-weight="bold" border-radius="4px" inner-padding="12px 22px" align="left" padding="0 24px" { "Read the full story" }
+                    }
+                }
+                @for (title, stories) in &sections {
+                    mj-section background-color="#ffffff" border-top="1px solid #d8dde4" padding="14px 0 0" {
+                        mj-column {
+                            mj-text font-size="14px" line-height="20px" font-weight="bold" color="#4b5563" padding="0 24px" { h2 style="margin:0;font-size:14px" { (title.to_uppercase()) } }
+                        }
+                    }
+                    @for c in stories {
+                        mj-section background-color="#ffffff" padding="8px 0" {
+                            mj-column {
+                                mj-text font-family="Georgia, 'Times New Roman', serif" font-size="18px" line-height="22px" font-weight="bold" padding="0 24px 4px" {
+                                    h3 style="margin:0;font-size:18px" { a href=(c.reader_link()) style={"color:" (accent) ";text-decoration:none"} { (c.title) } }
+                                }
+                                mj-text font-size="15px" line-height="21px" color="#1f2937" padding="0 24px" { (gazette::render::brief_summary(c, summary_chars)) }
+                            }
+                        }
+                    }
+                }
+                mj-section background-color="#ffffff" border-top="1px solid #d8dde4" padding="16px 0 20px" {
+                    mj-column {
+                        mj-text font-size="14px" line-height="20px" color="#4b5563" padding="0 24px 8px" {
+                            "You are receiving " (name) " because you subscribed to it. " (config.newsletter.postal_address)
+                        }
+                        mj-text font-size="14px" line-height="20px" color="#4b5563" padding="0 24px" {
+                            a href="https://example.com/u/TOKEN" style=(link_style) { "Unsubscribe" }
+                            a href="https://example.com/data/TOKEN" style=(link_style) { "Your data" }
+                            a href=(config.newsletter.base_url.as_str()) style=(link_style) { "Subscribe" }
+                        }
                     }
                 }
             }
@@ -177,8 +206,7 @@ pub fn inbox_check_against_caniemail_and_an_mjml_twin() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("digest.json")).unwrap()).unwrap();
     let twin = mjml_twin(
         &record,
-        &config.newsletter.name,
-        &config.newsletter.postal_address,
+        &config,
         &gazette::render::archive_url(&config.newsletter, "2026-W06".parse().unwrap()),
     );
     std::fs::write(dir.join("twin.mjml"), twin).unwrap();

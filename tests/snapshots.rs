@@ -86,6 +86,7 @@ pub fn fixed_issue() -> (gazette::config::Config, render::Issue) {
     .unwrap();
     let ctx = RenderContext {
         newsletter: &config.newsletter,
+        theme: &config.theme,
         week: "2026-W06".parse().unwrap(),
         summary_chars: 280,
     };
@@ -123,9 +124,17 @@ fn no_font_is_tiny() {
 fn text_of_a_fixed_issue() {
     let (_, issue) = fixed_issue();
     insta::assert_snapshot!("issue_text", issue.text);
-    assert_eq!(
-        issue.subject,
-        "Test Weekly: Central bank cuts policy rate by 100 basis points"
+}
+
+#[test]
+fn subject_and_preheader_of_a_fixed_issue() {
+    let (_, issue) = fixed_issue();
+    insta::assert_snapshot!(
+        "subject_and_preheader",
+        format!(
+            "Subject: {}\nPreheader: {}\n",
+            issue.subject, issue.preheader
+        )
     );
 }
 

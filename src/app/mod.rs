@@ -159,7 +159,12 @@ pub fn build(
         selection: fitted.selection,
     };
     let dir = config.week_dir(&week);
-    digest::write_issue(&dir, &fitted.issue, &record)?;
+    digest::write_issue(
+        &dir,
+        &fitted.issue,
+        &record,
+        config.newsletter.base_url.as_str(),
+    )?;
     tracing::info!(
         %week,
         stories = record.selection.picks.len(),
@@ -200,6 +205,7 @@ pub fn render_fitting(
 ) -> Result<Fitted> {
     let ctx = RenderContext {
         newsletter: &config.newsletter,
+        theme: &config.theme,
         week,
         summary_chars: config.ranking.summary_chars,
     };

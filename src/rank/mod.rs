@@ -39,6 +39,8 @@ pub struct EditorChoices {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preheader: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intro: Option<String>,
     #[serde(default)]
     pub pin: Vec<String>,

@@ -14,7 +14,7 @@ pub(super) async fn archive(State(state): State<Arc<AppState>>) -> Response {
         Err(r) => return r,
     };
     let n = &state.config.newsletter;
-    respond(
+    state.respond(
         StatusCode::OK,
         &n.name,
         html! {
@@ -45,17 +45,7 @@ pub(super) async fn archive(State(state): State<Arc<AppState>>) -> Response {
 
 /// An issue as sent, with the personal parts made general.
 pub(super) fn public_html(html: &str, base: &str) -> String {
-    public_part(html, base, true)
-}
-
-/// A part of the issue with the personal links pointing at the archive instead.
-pub(super) fn public_part(part: &str, base: &str, html: bool) -> String {
-    let general = Personal {
-        name: None,
-        unsubscribe_url: base,
-        data_url: base,
-    };
-    render::personalize(part, &general, html)
+    render::public_copy(html, base, true)
 }
 
 pub(super) async fn issue_page(
@@ -63,7 +53,7 @@ pub(super) async fn issue_page(
     Path(week): Path<String>,
 ) -> Response {
     let Ok(week) = week.parse::<IsoWeek>() else {
-        return respond(
+        return state.respond(
             StatusCode::NOT_FOUND,
             "No such issue",
             html! { p { a href=(state.href("")) { "All issues" } } },
@@ -85,7 +75,7 @@ pub(super) async fn issue_page(
             state.config.newsletter.base_url.as_str(),
         ))
         .into_response(),
-        _ => respond(
+        _ => state.respond(
             StatusCode::NOT_FOUND,
             "No such issue",
             html! { p { a href=(state.href("")) { "All issues" } } },

@@ -26,8 +26,9 @@ use crate::app;
 use crate::config::Config;
 use crate::digest;
 use crate::rank::Candidate;
-use crate::render::{self, Personal};
+use crate::render;
 use crate::store::{Confirmation, Status, Store, UnsubscribeMethod};
+use crate::theme::Theme;
 use crate::token::{self, Signer};
 use crate::week::IsoWeek;
 
@@ -74,6 +75,40 @@ impl AppState {
         format!("{}{rel}", self.base_path)
     }
 
+    fn respond(&self, status: StatusCode, title: &str, body: Markup) -> Response {
+        (
+            status,
+            Html(page(&self.config.theme, title, body).into_string()),
+        )
+            .into_response()
+    }
+
+    /// What a bad, forged or expired token gets: nothing about anyone.
+    fn bad_link(&self) -> Response {
+        self.respond(
+            StatusCode::BAD_REQUEST,
+            "This link does not work",
+            html! { p { "The link is incomplete or no longer valid. If you copied it, check that you copied all of it." } },
+        )
+    }
+
+    fn thanks(&self) -> Response {
+        self.respond(
+            StatusCode::OK,
+            "Check your inbox",
+            html! { div class="card" { p { "If that address can subscribe, a message with a confirmation link is on its way. The subscription starts when you follow it." } } },
+        )
+    }
+
+    fn server_error(&self, e: anyhow::Error) -> Response {
+        tracing::error!("{e:#}");
+        self.respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            html! { p { "Please try again in a minute." } },
+        )
+    }
+
     /// The client of a request, through the trusted proxies.
     fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> client::Client {
         let server = &self.config.server;
@@ -101,24 +136,9 @@ impl AppState {
             f(slot.as_mut().expect("opened above"))
         })
         .await
-        .map_err(|e| server_error(anyhow::anyhow!("{e}")))?
-        .map_err(server_error)
+        .map_err(|e| self.server_error(anyhow::anyhow!("{e}")))?
+        .map_err(|e| self.server_error(e))
     }
-}
-
-fn server_error(e: anyhow::Error) -> Response {
-    tracing::error!("{e:#}");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Html(
-            page(
-                "Something went wrong",
-                html! { p { "Please try again in a minute." } },
-            )
-            .into_string(),
-        ),
-    )
-        .into_response()
 }
 
 /// Sliding one-hour windows of events per key: client addresses for the form,
@@ -212,16 +232,26 @@ pub fn redacted_path(path: &str) -> String {
         .join("/")
 }
 
-const PAGE_CSS: &str = "body{margin:0;font:16px/1.5 -apple-system,Segoe UI,Arial,sans-serif;color:#1f2937;background:#eef1f5}\
-main{max-width:640px;margin:0 auto;padding:24px 16px;box-sizing:border-box}\
-h1{font:bold 26px/1.25 Georgia,serif;margin:0 0 16px}a{color:#0b4f9c}\
-.card{background:#fff;padding:20px;border-radius:6px;margin:0 0 16px}\
-button,input[type=submit]{font:inherit;font-weight:bold;min-height:44px;padding:10px 18px;border:0;border-radius:4px;background:#0b4f9c;color:#fff;cursor:pointer}\
-input[type=email],input[type=text]{font:inherit;min-height:44px;padding:8px;border:1px solid #9ca3af;border-radius:4px;width:100%;box-sizing:border-box;margin:0 0 10px}\
-ul{padding-left:20px}li{margin:6px 0}.muted{color:#4b5563;font-size:14px}\
-@media (prefers-color-scheme:dark){body{background:#0f141a;color:#eef1f5}.card{background:#1a2129}a{color:#8fc1ff}.muted{color:#c3cad3}}";
+/// The pages' CSS, in the theme's accent and fonts.
+fn page_css(theme: &Theme) -> String {
+    let (accent, dark, font, headline) = (
+        theme.accent,
+        theme.accent_dark,
+        &theme.font,
+        &theme.headline_font,
+    );
+    format!("body{{margin:0;font:16px/1.5 {font};color:#1f2937;background:#eef1f5}}\
+main{{max-width:640px;margin:0 auto;padding:24px 16px;box-sizing:border-box}}\
+h1{{font:bold 26px/1.25 {headline};margin:0 0 16px}}a{{color:{accent}}}\
+.card{{background:#fff;padding:20px;border-radius:6px;margin:0 0 16px}}\
+button,input[type=submit]{{font:inherit;font-weight:bold;min-height:44px;padding:10px 18px;border:0;border-radius:4px;background:{accent};color:#fff;cursor:pointer}}\
+input[type=email],input[type=text],textarea{{font:inherit;min-height:44px;padding:8px;border:1px solid #9ca3af;border-radius:4px;width:100%;box-sizing:border-box;margin:0 0 10px}}\
+ul{{padding-left:20px}}li{{margin:6px 0}}.muted{{color:#4b5563;font-size:14px}}\
+@media (prefers-color-scheme:dark){{body{{background:#0f141a;color:#eef1f5}}.card{{background:#1a2129}}a{{color:{dark}}}.muted{{color:#c3cad3}}}}")
+}
 
-fn page(title: &str, body: Markup) -> Markup {
+/// A page of gazette's own, in the site's colours and fonts.
+fn page(theme: &Theme, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -231,24 +261,11 @@ fn page(title: &str, body: Markup) -> Markup {
                 meta name="color-scheme" content="light dark";
                 meta name="robots" content="noindex";
                 title { (title) }
-                style { (PreEscaped(PAGE_CSS)) }
+                style { (PreEscaped(page_css(theme))) }
             }
             body { main { h1 { (title) } (body) } }
         }
     }
-}
-
-fn respond(status: StatusCode, title: &str, body: Markup) -> Response {
-    (status, Html(page(title, body).into_string())).into_response()
-}
-
-/// What a bad, forged or expired token gets: nothing about anyone.
-fn bad_link() -> Response {
-    respond(
-        StatusCode::BAD_REQUEST,
-        "This link does not work",
-        html! { p { "The link is incomplete or no longer valid. If you copied it, check that you copied all of it." } },
-    )
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
@@ -265,7 +282,7 @@ async fn unsubscribe_page(
     Path(token): Path<String>,
 ) -> Response {
     let Some(id) = state.signer.verify_unsubscribe(&token) else {
-        return bad_link();
+        return state.bad_link();
     };
     let subscriber = match state.db(move |s| Ok(s.subscriber(id)?)).await {
         Ok(s) => s,
@@ -275,7 +292,7 @@ async fn unsubscribe_page(
     let already = subscriber
         .as_ref()
         .is_none_or(|s| s.status != Status::Active);
-    respond(
+    state.respond(
         StatusCode::OK,
         &format!("Unsubscribe from {name}"),
         html! {
@@ -306,7 +323,7 @@ async fn unsubscribe(
     body: Bytes,
 ) -> Response {
     let Some(id) = state.signer.verify_unsubscribe(&token) else {
-        return bad_link();
+        return state.bad_link();
     };
     let one_click = String::from_utf8_lossy(&body).contains("List-Unsubscribe=One-Click");
     let method = if one_click {
@@ -333,7 +350,7 @@ async fn unsubscribe(
         return (StatusCode::OK, "unsubscribed\n").into_response();
     }
     let name = state.config.newsletter.name.clone();
-    respond(
+    state.respond(
         StatusCode::OK,
         "You are unsubscribed",
         html! { div class="card" { p { "You will get no more issues of " (name) ". Sorry to see you go." } } },
@@ -347,14 +364,6 @@ struct SubscribeForm {
     email: String,
     #[serde(default)]
     name: String,
-}
-
-fn thanks() -> Response {
-    respond(
-        StatusCode::OK,
-        "Check your inbox",
-        html! { div class="card" { p { "If that address can subscribe, a message with a confirmation link is on its way. The subscription starts when you follow it." } } },
-    )
 }
 
 /// Double opt-in. The answer is the same, and comes as fast, whether or not the
@@ -374,7 +383,7 @@ async fn subscribe(
         .unwrap_or_else(|e| e.into_inner())
         .allow(&format!("ip:{}", client.ip), per_hour, Instant::now());
     if !allowed {
-        return respond(
+        return state.respond(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many requests",
             html! { p { "Please try again later." } },
@@ -383,7 +392,7 @@ async fn subscribe(
     let email = match app::valid_address(&form.email) {
         Ok(e) => e,
         Err(_) => {
-            return respond(
+            return state.respond(
                 StatusCode::BAD_REQUEST,
                 "That is not an email address",
                 html! { p { a href=(state.href("")) { "Try again" } } },
@@ -404,7 +413,7 @@ async fn subscribe(
             tracing::error!("subscribe request not handled: {e:#}");
         }
     });
-    thanks()
+    state.thanks()
 }
 
 /// The part of a subscribe request whose duration depends on the address.
@@ -460,7 +469,7 @@ async fn confirmation_request(
 fn confirmation_answer(state: &AppState, outcome: Confirmation, done: bool) -> Response {
     let name = state.config.newsletter.name.clone();
     match outcome {
-        Confirmation::Open { .. } if done => respond(
+        Confirmation::Open { .. } if done => state.respond(
             StatusCode::OK,
             "You are subscribed",
             html! { div class="card" { p { "Welcome to " (name) ". The next issue will reach you on its day." } } },
@@ -468,7 +477,7 @@ fn confirmation_answer(state: &AppState, outcome: Confirmation, done: bool) -> R
         // A GET (a person, or a mail scanner following links) only shows the
         // button, with the name the request gave, which its owner can change:
         // somebody else may have typed it.
-        Confirmation::Open { name: given, .. } => respond(
+        Confirmation::Open { name: given, .. } => state.respond(
             StatusCode::OK,
             &format!("Subscribe to {name}"),
             html! {
@@ -482,12 +491,12 @@ fn confirmation_answer(state: &AppState, outcome: Confirmation, done: bool) -> R
                 }
             },
         ),
-        Confirmation::Used => respond(
+        Confirmation::Used => state.respond(
             StatusCode::OK,
             "This link was used already",
             html! { div class="card" { p { "Each confirmation link works once. To subscribe again, use the form on the newsletter's page." } } },
         ),
-        Confirmation::Superseded => respond(
+        Confirmation::Superseded => state.respond(
             StatusCode::OK,
             "You unsubscribed after asking",
             html! { div class="card" { p { "This link is older than your unsubscribe, so it changes nothing. To come back, use the form on the newsletter's page." } } },
@@ -499,7 +508,7 @@ fn confirmation_answer(state: &AppState, outcome: Confirmation, done: bool) -> R
 async fn confirm_page(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
     let request = match confirmation_request(&state, token).await {
         Ok(Some(r)) => r,
-        Ok(None) => return bad_link(),
+        Ok(None) => return state.bad_link(),
         Err(r) => return r,
     };
     match state
@@ -523,7 +532,7 @@ async fn confirm(
         .map(|(_, v)| crate::text::person_name(&v));
     let request = match confirmation_request(&state, token).await {
         Ok(Some(r)) => r,
-        Ok(None) => return bad_link(),
+        Ok(None) => return state.bad_link(),
         Err(r) => return r,
     };
     let now = state.now();
@@ -544,7 +553,7 @@ async fn confirm(
 /// The "your data" link: everything held about the subscriber, as JSON.
 async fn your_data(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
     let Some(id) = state.signer.verify_data(&token) else {
-        return bad_link();
+        return state.bad_link();
     };
     match state.db(move |s| Ok(s.export_subscriber(id)?)).await {
         Ok(Some(data)) => (
@@ -559,7 +568,7 @@ async fn your_data(State(state): State<Arc<AppState>>, Path(token): Path<String>
             serde_json::to_string_pretty(&data).unwrap_or_default(),
         )
             .into_response(),
-        Ok(None) => respond(
+        Ok(None) => state.respond(
             StatusCode::NOT_FOUND,
             "Nothing held",
             html! { p { "We hold no data for this link: the address was removed or erased." } },

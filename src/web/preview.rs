@@ -50,7 +50,7 @@ pub(super) fn refuse_non_admin(
     ) {
         return None;
     }
-    Some(respond(
+    Some(state.respond(
         StatusCode::FORBIDDEN,
         "Forbidden",
         html! { p { "The preview is for the editors." } },
@@ -118,7 +118,7 @@ pub(super) async fn preview_week(
 ) -> Response {
     match week.parse() {
         Ok(week) => preview(state, peer, q, headers, week).await,
-        Err(e) => respond(
+        Err(e) => state.respond(
             StatusCode::NOT_FOUND,
             "No such week",
             html! { p { (e.to_string()) } },
@@ -147,7 +147,7 @@ pub(super) async fn preview(
         Ok(Ok(d)) => d,
         Ok(Err(why)) => {
             tracing::warn!(%week, "preview: {why}");
-            return respond(
+            return state.respond(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &format!("{week} cannot be built"),
                 html! {
@@ -162,7 +162,7 @@ pub(super) async fn preview(
         Err(r) => return r,
     };
     let Some(d) = data else {
-        return respond(
+        return state.respond(
             StatusCode::OK,
             &format!("Preview of {week}"),
             html! { p { "No stories were published that week: no issue would go out." } },
@@ -211,7 +211,7 @@ pub(super) async fn preview(
         }
         h2 { "Text part" }
         pre style="white-space:pre-wrap;font-size:13px;background:#fff;color:#1f2937;padding:12px;overflow-x:auto" {
-            (public_part(&d.issue.text, state.config.newsletter.base_url.as_str(), false))
+            (render::public_copy(&d.issue.text, state.config.newsletter.base_url.as_str(), false))
         }
     };
     let html = html! {
@@ -221,7 +221,7 @@ pub(super) async fn preview(
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "Preview of " (d.week) }
-                style { (PreEscaped(PAGE_CSS)) "main{max-width:1100px}" }
+                style { (PreEscaped(page_css(&state.config.theme))) "main{max-width:1100px}" }
             }
             body { main { h1 { "Preview of " (d.week) } (body) } }
         }

@@ -209,6 +209,15 @@ DROP TABLE unsubscribe_events;
 ALTER TABLE unsubscribe_events_v5 RENAME TO unsubscribe_events;
 CREATE INDEX unsubscribe_events_by_subscriber ON unsubscribe_events(subscriber_id);
 
+-- migration: 6
+-- An editor vouched for a week's issue: with [schedule] require_approval, only
+-- an approved issue is sent, and it is frozen until unapproved.
+CREATE TABLE approvals (
+    week        TEXT PRIMARY KEY,           -- 2026-W06
+    approved_by TEXT NOT NULL,
+    approved_at INTEGER NOT NULL
+);
+
 -- query: feed_upsert
 INSERT INTO feeds (url, name) VALUES (?1, ?2)
 ON CONFLICT (url) DO UPDATE SET name = excluded.name
@@ -459,6 +468,19 @@ SELECT id FROM issues WHERE week = ?1;
 -- A send of this week has begun once it has any delivery row.
 -- query: issue_send_started
 SELECT count(*) > 0 AS started FROM issues i JOIN deliveries d ON d.issue_id = i.id WHERE i.week = ?1;
+
+-- query: approval_get
+SELECT approved_by, approved_at FROM approvals WHERE week = ?1;
+
+-- query: approval_put
+INSERT INTO approvals (week, approved_by, approved_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (week) DO UPDATE SET approved_by = excluded.approved_by, approved_at = excluded.approved_at;
+
+-- query: approval_delete
+DELETE FROM approvals WHERE week = ?1;
+
+-- query: stories_count_between
+SELECT count(*) AS stories FROM stories WHERE published_at >= ?1 AND published_at < ?2;
 
 -- query: issue_finished
 SELECT finished_at IS NOT NULL AS finished FROM issues WHERE week = ?1;

@@ -52,18 +52,130 @@ pub const MESSAGE_HTML_FILE: &str = "message.html";
 pub const MESSAGE_TEXT_FILE: &str = "message.txt";
 pub const JSON_FILE: &str = "digest.json";
 
-/// Reads `issue.toml` from `dir`, creating it from the template when absent.
-pub fn load_choices(dir: &Path) -> Result<EditorChoices, DigestError> {
+/// Reads `issue.toml` from `dir`; no file means no choices. Nothing is written:
+/// a week without stories leaves no trace.
+pub fn read_choices(dir: &Path) -> Result<EditorChoices, DigestError> {
     let path = dir.join(ISSUE_FILE);
     if !path.exists() {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        crate::files::write_atomic(&path, ISSUE_TEMPLATE.as_bytes())?;
+        return Ok(EditorChoices::default());
     }
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
     parse_choices(&text).map_err(|message| DigestError::Invalid {
         path: path.display().to_string(),
         message,
     })
+}
+
+/// Creates `issue.toml` from the commented template when absent (when an
+/// issue is built, or the desk first changes it).
+pub fn ensure_choices_file(dir: &Path) -> Result<(), DigestError> {
+    let path = dir.join(ISSUE_FILE);
+    if !path.exists() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        crate::files::write_atomic(&path, ISSUE_TEMPLATE.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// One change the editor's desk makes to `issue.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    Pin(String),
+    Unpin(String),
+    Drop(String),
+    Restore(String),
+    /// Moves a pinned story one place up (towards the lead) or down.
+    Move {
+        url: String,
+        up: bool,
+    },
+    /// Sets (or, empty, removes) `subject`, `preheader` or `intro`.
+    Text {
+        key: &'static str,
+        value: String,
+    },
+}
+
+/// Applies `edit` to `issue.toml` in place, keeping the editor's comments and
+/// layout (toml_edit), and writes it whole; the result must still parse.
+pub fn edit_choices(dir: &Path, edit: &Edit) -> Result<EditorChoices, DigestError> {
+    ensure_choices_file(dir)?;
+    let path = dir.join(ISSUE_FILE);
+    let invalid = |message: String| DigestError::Invalid {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    // A hand-made mistake is reported with its line before anything changes.
+    parse_choices(&text).map_err(invalid)?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| invalid(e.to_string()))?;
+    let list = |key: &str| -> Vec<String> {
+        doc.get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (mut pins, mut drops) = (list("pin"), list("drop"));
+    match edit {
+        Edit::Pin(url) => {
+            drops.retain(|u| u != url);
+            if !pins.contains(url) {
+                pins.push(url.clone());
+            }
+        }
+        Edit::Unpin(url) => pins.retain(|u| u != url),
+        Edit::Drop(url) => {
+            pins.retain(|u| u != url);
+            if !drops.contains(url) {
+                drops.push(url.clone());
+            }
+        }
+        Edit::Restore(url) => drops.retain(|u| u != url),
+        Edit::Move { url, up } => {
+            if let Some(i) = pins.iter().position(|u| u == url) {
+                let j = if *up {
+                    i.checked_sub(1)
+                } else {
+                    Some(i + 1).filter(|j| *j < pins.len())
+                };
+                if let Some(j) = j {
+                    pins.swap(i, j);
+                }
+            }
+        }
+        Edit::Text { key, value } => {
+            let value = value.replace("\r\n", "\n");
+            if value.trim().is_empty() {
+                doc.remove(key);
+            } else {
+                doc[*key] = toml_edit::value(value.trim_end().to_string());
+            }
+        }
+    }
+    // Arrays are refilled in place, so the comments around them stay.
+    for (key, items) in [("pin", &pins), ("drop", &drops)] {
+        match doc.get_mut(key).and_then(|i| i.as_array_mut()) {
+            Some(array) => {
+                array.clear();
+                array.extend(items.iter().map(String::as_str));
+            }
+            None => {
+                doc[key] = toml_edit::value(toml_edit::Array::from_iter(
+                    items.iter().map(String::as_str),
+                ));
+            }
+        }
+    }
+    let out = doc.to_string();
+    let choices = parse_choices(&out).map_err(invalid)?;
+    crate::files::write_atomic(&path, out.as_bytes())?;
+    Ok(choices)
 }
 
 /// Parses the editor's choices; errors say the line.
@@ -132,16 +244,68 @@ mod tests {
     #[test]
     fn template_parses_and_is_created_once() {
         let dir = tempfile::tempdir().unwrap();
-        let c = load_choices(dir.path()).unwrap();
+        let c = read_choices(dir.path()).unwrap();
         assert_eq!(c, EditorChoices::default());
+        assert!(
+            !dir.path().join(ISSUE_FILE).exists(),
+            "reading writes nothing"
+        );
+        ensure_choices_file(dir.path()).unwrap();
+        assert_eq!(read_choices(dir.path()).unwrap(), EditorChoices::default());
         std::fs::write(
             dir.path().join(ISSUE_FILE),
             "subject = \"Hi\"\npin = [\"https://x.example/a\"]\n",
         )
         .unwrap();
-        let c = load_choices(dir.path()).unwrap();
+        let c = read_choices(dir.path()).unwrap();
         assert_eq!(c.subject.as_deref(), Some("Hi"));
         assert_eq!(c.pin.len(), 1);
+    }
+
+    #[test]
+    fn desk_edits_keep_the_editors_comments_and_order_pins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(ISSUE_FILE),
+            "# my note\nsubject = \"Hi\" # keep\n# pins lead\npin = [\"https://x.example/a\"]\ndrop = [\"https://x.example/b\"]\n",
+        )
+        .unwrap();
+        let edit = |e: Edit| edit_choices(dir.path(), &e).unwrap();
+        edit(Edit::Pin("https://x.example/b".into()));
+        let c = edit(Edit::Move {
+            url: "https://x.example/b".into(),
+            up: true,
+        });
+        assert_eq!(c.pin, vec!["https://x.example/b", "https://x.example/a"]);
+        assert!(c.drop.is_empty(), "a pinned story is not dropped");
+        let c = edit(Edit::Text {
+            key: "intro",
+            value: "- one\r\n- two \"quoted\"".into(),
+        });
+        assert_eq!(c.intro.as_deref(), Some("- one\n- two \"quoted\""));
+        let c = edit(Edit::Text {
+            key: "preheader",
+            value: "Next: two".into(),
+        });
+        assert_eq!(c.preheader.as_deref(), Some("Next: two"));
+        let c = edit(Edit::Text {
+            key: "preheader",
+            value: " ".into(),
+        });
+        assert_eq!(c.preheader, None);
+        let text = std::fs::read_to_string(dir.path().join(ISSUE_FILE)).unwrap();
+        assert!(
+            text.starts_with("# my note\nsubject = \"Hi\" # keep\n# pins lead\n"),
+            "{text}"
+        );
+        // A broken file is reported with its line, and left as it is.
+        std::fs::write(dir.path().join(ISSUE_FILE), "pin = [\n").unwrap();
+        let e = edit_choices(dir.path(), &Edit::Drop("https://x.example/c".into())).unwrap_err();
+        assert!(e.to_string().contains("line"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(ISSUE_FILE)).unwrap(),
+            "pin = [\n"
+        );
     }
 
     #[test]

@@ -80,6 +80,22 @@ enum Command {
         #[arg(long = "test", value_name = "ADDR", num_args = 1..)]
         test: Vec<String>,
     },
+    /// Vouch for a week's issue: build it (unless frozen already) and record who
+    /// approved it; with [schedule] require_approval only approved issues are sent.
+    Approve {
+        /// The ISO week, such as 2026-W06 (default: the week that goes out next).
+        #[arg(long, value_name = "YYYY-Www")]
+        week: Option<IsoWeek>,
+        /// Who approves it (recorded with the time).
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
+    /// Withdraw an approval: the issue may change again (not once its send began).
+    Unapprove {
+        /// The ISO week, such as 2026-W06 (default: the week that goes out next).
+        #[arg(long, value_name = "YYYY-Www")]
+        week: Option<IsoWeek>,
+    },
     /// The weekly job, for cron: fetch, build (unless a send has begun), send.
     Run {
         /// The ISO week, such as 2026-W06 (default: the last complete week in the newsletter's time zone).
@@ -367,6 +383,22 @@ fn run(cli: Cli, config: Config) -> Result<()> {
             }
         }
         Command::Subscribers { command } => subscribers(&config, command, now)?,
+        Command::Approve { week, by } => {
+            let store = app::open_store(&config)?;
+            let week = match week {
+                Some(w) => w,
+                None => app::next_week(&config, &store, now)?,
+            };
+            println!("{}", app::approve(&config, &store, week, &by, now)?);
+        }
+        Command::Unapprove { week } => {
+            let store = app::open_store(&config)?;
+            let week = match week {
+                Some(w) => w,
+                None => app::next_week(&config, &store, now)?,
+            };
+            println!("{}", app::unapprove(&store, week)?);
+        }
         Command::Bounces {
             command: BouncesCommand::Import { path },
         } => {

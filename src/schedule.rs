@@ -39,6 +39,13 @@ pub enum Action {
         week: IsoWeek,
         scheduled_at: DateTime<Utc>,
     },
+    /// The send at `scheduled_at` waits for an editor to approve `week`
+    /// (`[schedule] require_approval`); said once, then the send follows as
+    /// soon as it is approved, or is skipped past `max_lateness`.
+    AwaitingApproval {
+        week: IsoWeek,
+        scheduled_at: DateTime<Utc>,
+    },
 }
 
 pub struct Scheduler {
@@ -48,6 +55,8 @@ pub struct Scheduler {
     max_lateness: Duration,
     handled_fetch: Option<DateTime<Utc>>,
     handled_send: Option<DateTime<Utc>>,
+    /// The send whose wait for approval was announced.
+    announced_wait: Option<DateTime<Utc>>,
 }
 
 /// `now` to the whole second: cron times are whole seconds, and an occurrence
@@ -78,12 +87,19 @@ impl Scheduler {
             max_lateness: schedule.max_lateness,
             handled_fetch: None,
             handled_send: None,
+            announced_wait: None,
         }
     }
 
     /// The actions due at `now`. `is_sent(week)` says whether that week's issue has
-    /// already gone out (its send finished).
-    pub fn due(&mut self, now: DateTime<Utc>, is_sent: impl Fn(IsoWeek) -> bool) -> Vec<Action> {
+    /// already gone out (its send finished); `may_send(week)` whether it may go
+    /// (approved, or no approval required).
+    pub fn due(
+        &mut self,
+        now: DateTime<Utc>,
+        is_sent: impl Fn(IsoWeek) -> bool,
+        may_send: impl Fn(IsoWeek) -> bool,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         if let Some(cron) = &self.fetch {
             if let Some(at) = previous(cron, now, self.tz) {
@@ -96,22 +112,33 @@ impl Scheduler {
         if let Some(cron) = &self.send {
             if let Some(at) = previous(cron, now, self.tz) {
                 if self.handled_send != Some(at) {
-                    self.handled_send = Some(at);
                     // The issue a send time sends: the last week complete at that time.
                     let week = IsoWeek::last_complete(at, self.tz);
                     let late_by = (now - at).to_std().unwrap_or_default();
                     if is_sent(week) {
+                        self.handled_send = Some(at);
                         actions.push(Action::AlreadySent {
                             week,
                             scheduled_at: at,
                         });
                     } else if late_by > self.max_lateness {
+                        self.handled_send = Some(at);
                         actions.push(Action::SkipStale {
                             week,
                             scheduled_at: at,
                             late_by,
                         });
+                    } else if !may_send(week) {
+                        // Not handled: asked again at every tick until approved.
+                        if self.announced_wait != Some(at) {
+                            self.announced_wait = Some(at);
+                            actions.push(Action::AwaitingApproval {
+                                week,
+                                scheduled_at: at,
+                            });
+                        }
                     } else {
+                        self.handled_send = Some(at);
                         actions.push(Action::Send {
                             week,
                             scheduled_at: at,
@@ -150,6 +177,7 @@ mod tests {
         let schedule = Schedule {
             fetch: Some("0 * * * *".parse().unwrap()),
             send: Some("0 8 * * MON".parse().unwrap()),
+            require_approval: false,
             max_lateness: Duration::from_secs(86400),
         };
         let mut s = Scheduler::new(&schedule, chrono_tz::UTC);
@@ -159,7 +187,7 @@ mod tests {
         let mut sends = 0;
         for tick in 0..50 {
             let now = start + chrono::Duration::milliseconds(tick * 137);
-            for a in s.due(now, |_| false) {
+            for a in s.due(now, |_| false, |_| true) {
                 match a {
                     Action::Fetch => fetches += 1,
                     _ => sends += 1,
@@ -176,6 +204,7 @@ mod tests {
             &Schedule {
                 fetch: None,
                 send: Some("0 8 * * MON".parse().unwrap()),
+                require_approval: false,
                 max_lateness: Duration::from_secs(max_lateness_hours * 3600),
             },
             "Asia/Karachi".parse().unwrap(),
@@ -192,21 +221,30 @@ mod tests {
         // Monday 9 Feb 2026, 08:00 in Karachi is 03:00 UTC.
         let send_at = at("2026-02-09T03:00:00Z");
         // Started on Sunday: last week's Monday send (2 Feb) is days late: skipped once.
-        let first = s.due(at("2026-02-08T12:00:00Z"), |_| false);
+        let first = s.due(at("2026-02-08T12:00:00Z"), |_| false, |_| true);
         assert!(
             matches!(first.as_slice(), [Action::SkipStale { .. }]),
             "{first:?}"
         );
-        assert_eq!(s.due(at("2026-02-09T02:59:59Z"), |_| false), vec![]);
         assert_eq!(
-            s.due(at("2026-02-09T03:00:00Z"), |_| false),
+            s.due(at("2026-02-09T02:59:59Z"), |_| false, |_| true),
+            vec![]
+        );
+        assert_eq!(
+            s.due(at("2026-02-09T03:00:00Z"), |_| false, |_| true),
             vec![Action::Send {
                 week: "2026-W06".parse().unwrap(),
                 scheduled_at: send_at
             }]
         );
-        assert_eq!(s.due(at("2026-02-09T03:00:30Z"), |_| false), vec![]);
-        assert_eq!(s.due(at("2026-02-09T09:00:00Z"), |_| false), vec![]);
+        assert_eq!(
+            s.due(at("2026-02-09T03:00:30Z"), |_| false, |_| true),
+            vec![]
+        );
+        assert_eq!(
+            s.due(at("2026-02-09T09:00:00Z"), |_| false, |_| true),
+            vec![]
+        );
         assert_eq!(
             s.next_wakeup(at("2026-02-09T03:00:30Z")),
             at("2026-02-09T04:00:30Z")
@@ -216,31 +254,76 @@ mod tests {
     #[test]
     fn catches_up_once_after_downtime_within_max_lateness() {
         let mut s = scheduler(24);
-        let actions = s.due(at("2026-02-09T10:00:00Z"), |_| false);
+        let actions = s.due(at("2026-02-09T10:00:00Z"), |_| false, |_| true);
         assert!(
             matches!(actions.as_slice(), [Action::Send { .. }]),
             "{actions:?}"
         );
-        assert_eq!(s.due(at("2026-02-09T10:05:00Z"), |_| false), vec![]);
+        assert_eq!(
+            s.due(at("2026-02-09T10:05:00Z"), |_| false, |_| true),
+            vec![]
+        );
     }
 
     #[test]
     fn a_week_already_sent_by_cron_is_left_alone() {
         let mut s = scheduler(24);
         assert_eq!(
-            s.due(at("2026-02-09T03:00:00Z"), |_| true),
+            s.due(at("2026-02-09T03:00:00Z"), |_| true, |_| true),
             vec![Action::AlreadySent {
                 week: "2026-W06".parse().unwrap(),
                 scheduled_at: at("2026-02-09T03:00:00Z"),
             }]
         );
-        assert_eq!(s.due(at("2026-02-09T03:00:01Z"), |_| true), vec![]);
+        assert_eq!(
+            s.due(at("2026-02-09T03:00:01Z"), |_| true, |_| true),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_send_waits_for_approval_then_goes_or_is_skipped_when_late() {
+        let week: IsoWeek = "2026-W06".parse().unwrap();
+        let waiting = Action::AwaitingApproval {
+            week,
+            scheduled_at: at("2026-02-09T03:00:00Z"),
+        };
+        let mut s = scheduler(2);
+        // Said once, not at every tick.
+        assert_eq!(
+            s.due(at("2026-02-09T03:00:00Z"), |_| false, |_| false),
+            vec![waiting]
+        );
+        assert_eq!(
+            s.due(at("2026-02-09T03:30:00Z"), |_| false, |_| false),
+            vec![]
+        );
+        // Approved within max_lateness: it goes.
+        assert_eq!(
+            s.due(at("2026-02-09T04:00:00Z"), |_| false, |_| true),
+            vec![Action::Send {
+                week,
+                scheduled_at: at("2026-02-09T03:00:00Z"),
+            }]
+        );
+        // Never approved: skipped once max_lateness has passed.
+        let mut s = scheduler(2);
+        s.due(at("2026-02-09T03:00:00Z"), |_| false, |_| false);
+        let late = s.due(at("2026-02-09T05:00:01Z"), |_| false, |_| false);
+        assert!(
+            matches!(late.as_slice(), [Action::SkipStale { .. }]),
+            "{late:?}"
+        );
+        assert_eq!(
+            s.due(at("2026-02-09T06:00:00Z"), |_| false, |_| true),
+            vec![]
+        );
     }
 
     #[test]
     fn a_stale_week_is_skipped() {
         let mut s = scheduler(1);
-        let actions = s.due(at("2026-02-09T05:00:00Z"), |_| false);
+        let actions = s.due(at("2026-02-09T05:00:00Z"), |_| false, |_| true);
         assert_eq!(
             actions,
             vec![Action::SkipStale {

@@ -24,6 +24,13 @@ fn issue_finished(config: &Config, week: IsoWeek) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether an editor approved the week's issue.
+fn approved(config: &Config, week: IsoWeek) -> bool {
+    Store::open(&config.database.path)
+        .and_then(|s| s.approval(&week.to_string()))
+        .is_ok_and(|a| a.is_some())
+}
+
 /// The fetch job: feeds, then the bounce mailbox if one is configured.
 async fn fetch_job(config: &Config, now: chrono::DateTime<chrono::Utc>) {
     let result = async {
@@ -103,7 +110,8 @@ async fn schedule_loop(
             return;
         }
         let now = clock();
-        for action in scheduler.due(now, |w| issue_finished(&config, w)) {
+        let may_send = |w: IsoWeek| !config.schedule.require_approval || approved(&config, w);
+        for action in scheduler.due(now, |w| issue_finished(&config, w), may_send) {
             announce = true;
             match action {
                 Action::Fetch => {
@@ -113,6 +121,9 @@ async fn schedule_loop(
                 Action::Send { week, scheduled_at } => {
                     tracing::info!(job = "send", %week, scheduled_at = %local(scheduled_at), "weekly job starting");
                     send_job(&config, week, now, stop.clone()).await;
+                }
+                Action::AwaitingApproval { week, scheduled_at } => {
+                    tracing::info!(job = "send", %week, scheduled_at = %local(scheduled_at), "waiting for an editor's approval; it goes as soon as it is approved, unless max_lateness passes first");
                 }
                 Action::AlreadySent { week, scheduled_at } => {
                     tracing::info!(job = "send", %week, scheduled_at = %local(scheduled_at), "already sent; nothing to do");

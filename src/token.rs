@@ -25,6 +25,8 @@ pub enum Purpose {
     Confirm,
     Bounce,
     Data,
+    /// The editor's desk: a form's proof that it came from the desk's own page.
+    Desk,
 }
 
 impl Purpose {
@@ -35,6 +37,7 @@ impl Purpose {
             Purpose::Confirm => "confirm-request",
             Purpose::Bounce => "bounce",
             Purpose::Data => "data",
+            Purpose::Desk => "desk",
         }
     }
 }
@@ -188,6 +191,15 @@ impl Signer {
             .verify_truncated_left(&bytes?)
             .is_ok()
             .then_some(id)
+    }
+
+    /// The token a desk form carries for the browser session `session`.
+    pub fn desk_token(&self, session: &str) -> String {
+        self.sign(Purpose::Desk, session)
+    }
+
+    pub fn verify_desk(&self, session: &str, token: &str) -> bool {
+        !session.is_empty() && self.verify(Purpose::Desk, session, token)
     }
 
     /// A confirmation token for a subscribe request to `email`, valid until

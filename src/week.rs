@@ -45,8 +45,15 @@ impl IsoWeek {
     }
 
     pub fn previous(self) -> IsoWeek {
-        let monday = self.monday() - Duration::days(7);
-        let iso = monday.iso_week();
+        self.shifted(-7)
+    }
+
+    pub fn next(self) -> IsoWeek {
+        self.shifted(7)
+    }
+
+    fn shifted(self, days: i64) -> IsoWeek {
+        let iso = (self.monday() + Duration::days(days)).iso_week();
         IsoWeek {
             year: iso.year(),
             week: iso.week(),

@@ -613,7 +613,7 @@ fn the_preview_needs_the_admin_token_when_one_is_set() {
     assert_eq!(page.status(), 200, "loopback without a token configured");
     let body = page.text().unwrap();
     assert!(
-        body.contains("Candidates")
+        body.contains("Stories")
             && body.contains("Gmail")
             && body.contains("Central bank cuts policy rate")
     );
@@ -642,13 +642,28 @@ fn the_preview_needs_the_admin_token_when_one_is_set() {
             .status(),
         403
     );
-    assert_eq!(
-        http.get(guarded.url("/preview/2026-W06?token=editor-token-0123456"))
-            .send()
-            .unwrap()
-            .status(),
-        200
+    // The token in a URL becomes an HttpOnly, SameSite=Strict cookie, and the
+    // address loses it.
+    let r = http
+        .get(guarded.url("/preview/2026-W06?token=editor-token-0123456"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/letter/preview/2026-W06");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with("gazette_admin=editor-token-0123456;")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/letter/"),
+        "{cookie}"
     );
+    let r = http
+        .get(guarded.url("/letter/preview/2026-W06"))
+        .header("Cookie", "gazette_admin=editor-token-0123456")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let r = http
         .get(guarded.url("/preview/2026-W06"))
         .bearer_auth("editor-token-0123456")
@@ -840,4 +855,166 @@ fn unconfirmed_subscriptions_expire_and_names_are_bounded() {
         site.count("SELECT count(*) FROM subscribers WHERE email = 'second@example.com'"),
         1
     );
+}
+
+/// The editor's desk over real HTTP: the token once, then a cookie; pin, intro
+/// and approval saved into issue.toml and the database; forged forms refused;
+/// and with require_approval, cron sends nothing until the issue is approved,
+/// then exactly the approved issue.
+#[test]
+fn the_desk_edits_approves_and_cron_waits_for_the_approval() {
+    let mail = MailServer::start(Faults::default());
+    let feed = fixture("site.rss");
+    let site = Site::new(
+        &[feed.to_str().unwrap()],
+        &format!(
+            "\n[smtp]\nurl = {:?}\n\n[schedule]\nrequire_approval = true\n",
+            mail.url()
+        ),
+    );
+    site.import_people("person", 2);
+    site.ok(&["fetch"]);
+    let run = || {
+        let out = site
+            .command(&["run", "--week", "2026-W06"])
+            .env("GAZETTE_SECRET", SECRET)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Cron before approval: nothing sent, and it says why.
+    assert!(run().contains("waiting for an editor's approval"));
+    assert!(mail.received().is_empty());
+
+    let token = "editor-token-0123456";
+    // Served over plain HTTP here, so no Secure cookies (which https gets).
+    let server = Serving::start(
+        &site,
+        &[
+            ("GAZETTE_SERVER__ADMIN_TOKEN", token),
+            ("GAZETTE_NEWSLETTER__BASE_URL", "http://news.test/letter/"),
+        ],
+        crate::util::NOW,
+    );
+    let http = Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    // The token once: it becomes a cookie and leaves the address. (Under
+    // base_url's path, as behind a proxy that passes the prefix on.)
+    let r = http
+        .get(server.url(&format!("/letter/preview/2026-W06?token={token}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!r.url().as_str().contains("token"), "{}", r.url());
+    let page = r.text().unwrap();
+    assert!(!page.contains(token), "the token is never in the page");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let desk = server.url("/letter/preview/2026-W06");
+    let post = |fields: &[(&str, &str)]| {
+        let mut form: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        let r = http.post(&desk).form(&form).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let issue_toml = || std::fs::read_to_string(site.path("digests/2026-W06/issue.toml")).unwrap();
+
+    // A story to pin: one the page lists with a Pin button.
+    let url = "https://news.test/economy/rate-cut";
+    let (status, page) = post(&[("action", "pin"), ("url", url)]);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&format!("pin: {url}")), "{page}");
+    assert!(
+        issue_toml().contains(&format!("pin = [\"{url}\"]")),
+        "{}",
+        issue_toml()
+    );
+    let intro = "A **quiet** week:\n\n- rates\n- wallets";
+    let (_, page) = post(&[
+        ("action", "save"),
+        ("subject", "Rates, and a wallet"),
+        ("preheader", ""),
+        ("intro", intro),
+    ]);
+    assert!(page.contains("Saved the subject"), "{page}");
+    let choices = gazette::digest::read_choices(&site.path("digests/2026-W06")).unwrap();
+    assert_eq!(choices.intro.as_deref(), Some(intro));
+    assert_eq!(choices.subject.as_deref(), Some("Rates, and a wallet"));
+    assert_eq!(choices.pin, vec![url]);
+    // The live preview of the intro.
+    let r = http
+        .post(server.url("/letter/preview/2026-W06/intro"))
+        .form(&[("csrf", csrf.as_str()), ("intro", "*hi* <b>x</b>")])
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(r.trim(), "<p><em>hi</em> &lt;b&gt;x&lt;/b&gt;</p>");
+
+    // Forged forms change nothing: a wrong token, or no desk session at all.
+    let before = issue_toml();
+    let r = http
+        .post(&desk)
+        .form(&[("csrf", "forged"), ("action", "drop"), ("url", url)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let stranger = Client::new()
+        .post(&desk)
+        .bearer_auth(token)
+        .form(&[("csrf", csrf.as_str()), ("action", "drop"), ("url", url)])
+        .send()
+        .unwrap();
+    assert_eq!(stranger.status(), 403, "a form from another browser");
+    assert_eq!(issue_toml(), before);
+
+    let (_, page) = post(&[("action", "approve"), ("by", "Amina the editor")]);
+    assert!(page.contains("approved by Amina the editor"), "{page}");
+    assert!(page.contains("Unapprove"), "{page}");
+    // Approved: frozen for the desk and for build.
+    let (_, page) = post(&[("action", "drop"), ("url", url)]);
+    assert!(page.contains("Not done"), "{page}");
+    assert!(!site.run(&["build", "--week", "2026-W06"]).status.success());
+    drop(server);
+
+    // Cron after approval: exactly the approved issue goes out.
+    assert!(run().contains("sent 2"));
+    let received = mail.received();
+    assert_eq!(received.len(), 2);
+    let m = mail_parser::MessageParser::default()
+        .parse(&received[0].data)
+        .unwrap();
+    assert_eq!(m.subject().unwrap(), "Rates, and a wallet");
+    let text = m.body_text(0).unwrap().replace("\r\n", "\n");
+    assert!(
+        text.contains("A quiet week:\n\n- rates\n- wallets"),
+        "{text}"
+    );
+    assert_eq!(
+        site.count("SELECT count(*) FROM approvals WHERE week = '2026-W06' AND approved_by = 'Amina the editor'"),
+        1
+    );
+}
+
+/// A week without stories: the desk says so and writes nothing.
+#[test]
+fn the_desk_writes_nothing_for_an_empty_week() {
+    let site = sent_site(1, "");
+    let server = Serving::start(&site, &[], crate::util::NOW);
+    let page = text_of(&client(), &server.url("/preview/2026-W01"));
+    assert!(page.contains("No stories were published"), "{page}");
+    assert!(!site.path("digests/2026-W01").exists());
+    // /preview opens on the week that goes out next: W06 went out, so W07.
+    let r = client().get(server.url("/preview")).send().unwrap();
+    assert_eq!(r.headers()["location"], "/letter/preview/2026-W07");
 }

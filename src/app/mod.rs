@@ -80,7 +80,7 @@ pub fn rank_week(
     now: DateTime<Utc>,
 ) -> Result<Option<Ranked>> {
     let dir = config.week_dir(&week);
-    let choices = digest::load_choices(&dir)?;
+    let choices = digest::read_choices(&dir)?;
     let (start, end) = week.bounds(config.newsletter.timezone);
     let mut stories = store.stories_between(start, end)?;
     if stories.is_empty() {
@@ -145,9 +145,16 @@ pub fn build(
             counts.sent
         );
     }
+    if let Some((by, at)) = store.approval(&week.to_string())? {
+        bail!(
+            "{week}: approved by {by} on {}, so the issue is frozen as approved; `gazette unapprove --week {week}` to change it",
+            at.with_timezone(&config.newsletter.timezone).format("%Y-%m-%d %H:%M %Z")
+        );
+    }
     let Some(ranked) = rank_week(config, store, week, now)? else {
         return Ok(None);
     };
+    digest::ensure_choices_file(&config.week_dir(&week))?;
     let fitted = render_fitting(config, week, ranked.selection, &ranked.choices)?;
     let record = DigestRecord {
         week,

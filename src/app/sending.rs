@@ -17,6 +17,120 @@ pub fn built_issue(
     Ok(build(config, store, week, now)?.map(|b| b.issue))
 }
 
+/// Where a week's issue stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeekStatus {
+    /// Stories, no issue approved or sent: the editor's to shape.
+    Building,
+    Approved,
+    Sending,
+    Sent,
+}
+
+impl WeekStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WeekStatus::Building => "building",
+            WeekStatus::Approved => "approved",
+            WeekStatus::Sending => "sending",
+            WeekStatus::Sent => "sent",
+        }
+    }
+}
+
+pub fn week_status(store: &Store, week: IsoWeek) -> Result<WeekStatus> {
+    let w = week.to_string();
+    Ok(if store.issue_finished(&w)? {
+        WeekStatus::Sent
+    } else if store.send_started(&w)? {
+        WeekStatus::Sending
+    } else if store.approval(&w)?.is_some() {
+        WeekStatus::Approved
+    } else {
+        WeekStatus::Building
+    })
+}
+
+/// The week whose issue goes out next: the last complete week, unless it went
+/// out already, then the week in progress.
+pub fn next_week(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<IsoWeek> {
+    let last = IsoWeek::last_complete(now, config.newsletter.timezone);
+    Ok(if store.issue_finished(&last.to_string())? {
+        last.next()
+    } else {
+        last
+    })
+}
+
+/// The recent weeks for the desk, newest first: story count and status.
+pub fn recent_weeks(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+    count: usize,
+) -> Result<Vec<(IsoWeek, u64, WeekStatus)>> {
+    let mut week = next_week(config, store, now)?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let (start, end) = week.bounds(config.newsletter.timezone);
+        out.push((
+            week,
+            store.story_count_between(start, end)?,
+            week_status(store, week)?,
+        ));
+        week = week.previous();
+    }
+    Ok(out)
+}
+
+/// `gazette approve --week W`: builds the issue if it may still change, then
+/// records who vouched for it; it is sent as it stands, and frozen until
+/// unapproved.
+pub fn approve(
+    config: &Config,
+    store: &Store,
+    week: IsoWeek,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let by = crate::text::clean_line(by);
+    if by.is_empty() {
+        bail!("say who approves it (--by NAME)");
+    }
+    let w = week.to_string();
+    if let Some((who, _)) = store.approval(&w)? {
+        return Ok(format!("{week}: already approved by {who}"));
+    }
+    if !send_started(store, week)? {
+        let Some(built) = build(config, store, week, now)? else {
+            bail!("{week}: no stories were published that week; there is no issue to approve");
+        };
+        store.approve(&w, &by, now)?;
+        return Ok(format!(
+            "{week}: approved by {by}: {:?}, {} stories; frozen until `gazette unapprove --week {week}`",
+            built.issue.subject,
+            built.record.selection.picks.len()
+        ));
+    }
+    store.approve(&w, &by, now)?;
+    Ok(format!(
+        "{week}: approved by {by} (its send had begun already)"
+    ))
+}
+
+/// `gazette unapprove --week W`: the issue may change again (not once a send began).
+pub fn unapprove(store: &Store, week: IsoWeek) -> Result<String> {
+    if send_started(store, week)? {
+        bail!("{week}: a send of this issue has begun; it stays as it was approved");
+    }
+    Ok(if store.unapprove(&week.to_string())? {
+        format!("{week}: no longer approved; the editor may change it again")
+    } else {
+        format!("{week}: was not approved")
+    })
+}
+
 /// True once a send of this week has begun: the issue must not change under it.
 pub fn send_started(store: &Store, week: IsoWeek) -> Result<bool> {
     Ok(store.send_started(&week.to_string())?)
@@ -46,7 +160,19 @@ pub async fn run_job(
     let reports = fetch(config, &mut store, now).await?;
     let fetch_error = summarize_fetch(&reports).error();
     let mut lines = Vec::new();
-    let issue = if send_started(&store, week)? {
+    let approved = store.approval(&week.to_string())?.is_some();
+    if config.schedule.require_approval && !approved && !send_started(&store, week)? {
+        lines.push(format!(
+            "{week}: waiting for an editor's approval ([schedule] require_approval); nothing sent. Approve it on the desk or with `gazette approve --week {week}`"
+        ));
+        return Ok(RunOutcome {
+            lines,
+            fetch_error,
+            summary: None,
+        });
+    }
+    // A send that began, or an approval, froze the issue: send it as it is.
+    let issue = if send_started(&store, week)? || approved {
         built_issue(config, &store, week, now)?
     } else {
         build(config, &store, week, now)?.map(|built| {

@@ -293,6 +293,8 @@ pub struct Schedule {
     pub send: Option<croner::Cron>,
     /// A send missed by more than this (the server was down) is skipped, not caught up.
     pub max_lateness: std::time::Duration,
+    /// Send only an issue an editor approved (`gazette approve`, or the desk).
+    pub require_approval: bool,
 }
 
 #[derive(Debug, Clone)]

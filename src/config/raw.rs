@@ -120,6 +120,7 @@ pub(super) struct RawSchedule {
     pub(super) fetch: Option<String>,
     pub(super) send: Option<String>,
     pub(super) max_lateness: String,
+    pub(super) require_approval: bool,
 }
 
 impl Default for RawSchedule {
@@ -128,6 +129,7 @@ impl Default for RawSchedule {
             fetch: None,
             send: None,
             max_lateness: "1d".into(),
+            require_approval: false,
         }
     }
 }

@@ -434,6 +434,7 @@ fn schedule(cx: &Context, s: RawSchedule) -> Result<Schedule, ConfigError> {
                 ),
             )
         })?,
+        require_approval: s.require_approval,
     })
 }
 

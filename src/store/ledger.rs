@@ -109,6 +109,33 @@ impl Store {
             .query_row(params![week], |r| r.get("started"))?)
     }
 
+    /// Who approved the week's issue, and when, if anyone did.
+    pub fn approval(&self, week: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(sql::APPROVAL_GET)?
+            .query_row(params![week], |r| {
+                Ok((r.get("approved_by")?, from_unix(r.get("approved_at")?)))
+            })
+            .optional()?)
+    }
+
+    pub fn approve(&self, week: &str, by: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(sql::APPROVAL_PUT)?
+            .execute(params![week, by, to_unix(now)])?;
+        Ok(())
+    }
+
+    /// False when the week was not approved.
+    pub fn unapprove(&self, week: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(sql::APPROVAL_DELETE)?
+            .execute(params![week])?
+            > 0)
+    }
+
     /// True once a send of this week finished with nothing pending.
     pub fn issue_finished(&self, week: &str) -> Result<bool, StoreError> {
         Ok(self

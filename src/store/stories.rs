@@ -121,6 +121,20 @@ impl Store {
     }
 
     /// Stories published in `[start, end)`.
+    /// How many stories were published in `[start, end)`.
+    pub fn story_count_between(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(sql::STORIES_COUNT_BETWEEN)?
+            .query_row(params![to_unix(start), to_unix(end)], |r| {
+                r.get::<_, i64>("stories")
+            })? as u64)
+    }
+
     pub fn stories_between(
         &self,
         start: DateTime<Utc>,

@@ -181,7 +181,7 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
 ];
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut router = Router::new()
+    let routes = Router::new()
         .route("/", get(archive))
         .route("/healthz", get(healthz))
         .route("/feed.xml", get(feed))
@@ -191,8 +191,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/confirm/{token}", get(confirm_page).post(confirm))
         .route("/data/{token}", get(your_data))
         .route("/preview", get(preview_now))
-        .route("/preview/{week}", get(preview_week))
+        .route("/preview/{week}", get(preview_week).post(desk_change))
+        .route("/preview/{week}/intro", axum::routing::post(intro_preview))
         .route("/preview/{week}/digest.html", get(preview_digest));
+    // Served at the root and under base_url's path, so a proxy may pass the
+    // prefix on or strip it.
+    let prefix = state.base_path.trim_end_matches('/').to_string();
+    let mut router = if prefix.is_empty() {
+        routes
+    } else {
+        routes.clone().nest(&prefix, routes)
+    };
     for (name, value) in SECURITY_HEADERS {
         router = router.layer(
             tower_http::set_header::SetResponseHeaderLayer::if_not_present(

@@ -1,7 +1,17 @@
-//! The editor's preview: the exact issue before it goes out, each story's score
-//! and reasons. In: a week, and the admin token or a loopback client. Out: pages.
+//! The editor's desk: the exact issue before it goes out, each story's score and
+//! reasons, and the forms that shape it: pin, unpin, drop, restore and reorder
+//! stories; subject, preheader and intro (Markdown, previewed as it is typed);
+//! a test copy; approval. In: a week, and the admin token (once, then a cookie)
+//! or a loopback client. Out: pages, and changes written to
+//! `digests/<week>/issue.toml`, which stays the source of truth (edited in
+//! place, comments kept, and still editable by hand).
+//!
+//! Forms carry a token tied to the browser's desk session (a `SameSite=Strict`
+//! cookie), so another site cannot post to them; the admin token is never put in
+//! a URL the desk makes.
 
 use super::*;
+use crate::digest::Edit;
 
 /// Admin routes: from this machine only (not through an undeclared proxy),
 /// unless `[server] admin_token` is set, and then only with it (from anywhere),
@@ -19,20 +29,40 @@ pub fn admin_allowed(
     }
 }
 
+const ADMIN_COOKIE: &str = "gazette_admin";
+const SESSION_COOKIE: &str = "gazette_desk";
+
 #[derive(Deserialize, Default)]
 pub(super) struct PreviewQuery {
     token: Option<String>,
     width: Option<u32>,
     scheme: Option<String>,
+    /// What the last change did, shown once after its redirect.
+    done: Option<String>,
+}
+
+/// A cookie of the request.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 pub(super) fn presented_token<'a>(q: &'a PreviewQuery, headers: &'a HeaderMap) -> Option<&'a str> {
-    q.token.as_deref().or_else(|| {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-    })
+    q.token
+        .as_deref()
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+        .or_else(|| cookie(headers, ADMIN_COOKIE))
 }
 
 /// `None` when the request may see admin routes, else the refusal to send.
@@ -57,14 +87,53 @@ pub(super) fn refuse_non_admin(
     ))
 }
 
-/// What the preview shows: the issue as it would go out now, re-rendered from
-/// the stories and `issue.toml` (or, once a send has begun, as built).
+/// A cookie for the desk's pages only, out of reach of scripts and other sites.
+fn set_cookie(state: &AppState, name: &str, value: &str) -> (header::HeaderName, String) {
+    let secure = if state.config.newsletter.base_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    (
+        header::SET_COOKIE,
+        format!(
+            "{name}={value}; Path={}; HttpOnly; SameSite=Strict{secure}",
+            state.href("")
+        ),
+    )
+}
+
+/// A fresh desk session id.
+fn new_session() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = fastrand::u128(..).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the desk shows: the issue as it would go out now, re-rendered from
+/// the stories and `issue.toml` (or, once frozen, as built).
 pub(super) struct PreviewData {
     week: IsoWeek,
     issue: render::Issue,
+    choices: crate::rank::EditorChoices,
     candidates: Vec<Candidate>,
     sent_size: usize,
-    frozen: bool,
+    status: app::WeekStatus,
+    approval: Option<(String, DateTime<Utc>)>,
+    weeks: Vec<(IsoWeek, u64, app::WeekStatus)>,
+    /// The subject and preheader gazette would choose, shown as placeholders.
+    default_subject: String,
+    default_preheader: String,
+    default_intro: String,
+}
+
+impl PreviewData {
+    /// Approved or being sent: the issue no longer changes.
+    fn frozen(&self) -> bool {
+        self.status != app::WeekStatus::Building
+    }
 }
 
 pub(super) fn preview_data(
@@ -73,10 +142,12 @@ pub(super) fn preview_data(
     week: IsoWeek,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<PreviewData>> {
-    let frozen = app::send_started(store, week)?;
-    let (issue, selection) = if frozen {
+    let status = app::week_status(store, week)?;
+    let weeks = app::recent_weeks(config, store, now, 8)?;
+    let frozen = status != app::WeekStatus::Building;
+    let (issue, selection, choices) = if frozen {
         match digest::read_issue(&config.week_dir(&week))? {
-            Some((issue, record)) => (issue, record.selection),
+            Some((issue, record)) => (issue, record.selection, record.editor),
             None => return Ok(None),
         }
     } else {
@@ -84,57 +155,104 @@ pub(super) fn preview_data(
             return Ok(None);
         };
         let fitted = app::render_fitting(config, week, ranked.selection, &ranked.choices)?;
-        (fitted.issue, fitted.selection)
+        (fitted.issue, fitted.selection, ranked.choices)
     };
+    let plain = crate::rank::EditorChoices::default();
     Ok(Some(PreviewData {
         week,
         sent_size: crate::message::sent_size(&issue, config, week),
+        default_subject: render::subject(&selection, &plain, &config.newsletter),
+        default_preheader: render::preheader(&selection, &plain),
+        default_intro: render::generated_intro(&selection),
         issue,
+        choices,
         candidates: selection
             .picks
             .into_iter()
             .chain(selection.others)
             .collect(),
-        frozen,
+        approval: store.approval(&week.to_string())?,
+        status,
+        weeks,
     }))
 }
 
 pub(super) async fn preview_now(
-    state: State<Arc<AppState>>,
-    peer: ConnectInfo<SocketAddr>,
-    q: Query<PreviewQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let week = app::pick_week(&state.config, None, state.now());
-    preview(state, peer, q, headers, week).await
-}
-
-pub(super) async fn preview_week(
-    state: State<Arc<AppState>>,
-    peer: ConnectInfo<SocketAddr>,
-    q: Query<PreviewQuery>,
-    headers: HeaderMap,
-    Path(week): Path<String>,
-) -> Response {
-    match week.parse() {
-        Ok(week) => preview(state, peer, q, headers, week).await,
-        Err(e) => state.respond(
-            StatusCode::NOT_FOUND,
-            "No such week",
-            html! { p { (e.to_string()) } },
-        ),
-    }
-}
-
-pub(super) async fn preview(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<PreviewQuery>,
     headers: HeaderMap,
-    week: IsoWeek,
 ) -> Response {
     if let Some(refusal) = refuse_non_admin(&state, peer, &q, &headers) {
         return refusal;
+    }
+    let (config, now) = (state.config.clone(), state.now());
+    match state.db(move |s| app::next_week(&config, s, now)).await {
+        Ok(week) => keep_token(&state, &q, redirect(&state, week, None)),
+        Err(r) => r,
+    }
+}
+
+/// A token that came in the URL goes into a cookie, so the desk never needs it
+/// in an address again (history, logs, Referer).
+fn keep_token(state: &AppState, q: &PreviewQuery, mut response: Response) -> Response {
+    if let Some(token) = q.token.as_deref() {
+        let (name, value) = set_cookie(state, ADMIN_COOKIE, token);
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, v);
+        }
+    }
+    response
+}
+
+/// To the desk of `week`, saying `done`.
+fn redirect(state: &AppState, week: IsoWeek, done: Option<&str>) -> Response {
+    let mut to = state.href(&format!("preview/{week}"));
+    if let Some(done) = done {
+        to += "?";
+        to += &url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("done", done)
+            .finish();
+    }
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
+}
+
+fn no_such_week(state: &AppState, e: crate::week::WeekParseError) -> Response {
+    state.respond(
+        StatusCode::NOT_FOUND,
+        "No such week",
+        html! { p { (e.to_string()) } },
+    )
+}
+
+/// The desk script: the intro's Markdown previewed as it is typed. Allowed by
+/// its hash in the page's Content-Security-Policy, and nothing else is.
+const DESK_SCRIPT: &str = "const t=document.getElementById('intro'),o=document.getElementById('intro-preview'),f=document.getElementById('words');let w;if(t&&o&&f){t.addEventListener('input',()=>{clearTimeout(w);w=setTimeout(async()=>{const r=await fetch(o.dataset.url,{method:'POST',body:new URLSearchParams({csrf:f.elements.csrf.value,intro:t.value})});if(r.ok){o.innerHTML=await r.text();}},250);});}";
+
+fn desk_csp() -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(DESK_SCRIPT));
+    format!("default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; script-src 'sha256-{hash}'; connect-src 'self'; form-action 'self'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'")
+}
+
+pub(super) async fn preview_week(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<PreviewQuery>,
+    headers: HeaderMap,
+    Path(week): Path<String>,
+) -> Response {
+    let week = match week.parse::<IsoWeek>() {
+        Ok(w) => w,
+        Err(e) => return no_such_week(&state, e),
+    };
+    if let Some(refusal) = refuse_non_admin(&state, peer, &q, &headers) {
+        return refusal;
+    }
+    // The token came in the URL: into a cookie, and out of the address bar.
+    if q.token.is_some() {
+        return keep_token(&state, &q, redirect(&state, week, None));
     }
     let config = state.config.clone();
     let now = state.now();
@@ -168,65 +286,382 @@ pub(super) async fn preview(
             html! { p { "No stories were published that week: no issue would go out." } },
         );
     };
+    let session = cookie(&headers, SESSION_COOKIE)
+        .filter(|s| s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(str::to_string);
+    let fresh = session.is_none();
+    let session = session.unwrap_or_else(new_session);
+    let csrf = state.signer.desk_token(&session);
+    let page = desk_page(&state, &d, &q, &csrf);
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_SECURITY_POLICY, desk_csp())],
+        Html(page.into_string()),
+    )
+        .into_response();
+    if fresh {
+        let (name, value) = set_cookie(&state, SESSION_COOKIE, &session);
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, v);
+        }
+    }
+    response
+}
+
+fn desk_page(state: &AppState, d: &PreviewData, q: &PreviewQuery, csrf: &str) -> Markup {
+    let tz = state.config.newsletter.timezone;
     let width = if q.width == Some(360) { 360 } else { 800 };
     let dark = q.scheme.as_deref() == Some("dark");
-    let token_q = q
-        .token
-        .as_deref()
-        .map(|t| format!("&token={t}"))
-        .unwrap_or_default();
-    let view = |w: u32, scheme: &str| format!("?width={w}&scheme={scheme}{token_q}");
-    let base = state.href("");
+    let view = |w: u32, scheme: &str| format!("?width={w}&scheme={scheme}");
+    let here = state.href(&format!("preview/{}", d.week));
     let limit = render::GMAIL_CLIP_BYTES;
+    let frozen = d.frozen();
+    let pinned = |c: &Candidate| {
+        d.choices
+            .pin
+            .iter()
+            .any(|p| crate::feed::canonical_url(p).as_deref() == Some(c.url.as_str()))
+    };
+    let dropped = |c: &Candidate| {
+        d.choices
+            .drop
+            .iter()
+            .any(|p| crate::feed::canonical_url(p).as_deref() == Some(c.url.as_str()))
+    };
+    let action = |name: &str, label: &str, url: &str| {
+        html! {
+            form method="post" action=(here) style="display:inline" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="action" value=(name);
+                input type="hidden" name="url" value=(url);
+                button type="submit" class="small" { (label) }
+            }
+        }
+    };
     let body = html! {
-        p {
-            strong { (d.issue.subject) } br;
-            span class="muted" { (d.issue.preheader) }
+        nav class="card" aria-label="Weeks" {
+            strong { "Weeks" }
+            ul class="weeks" {
+                @for (w, stories, status) in &d.weeks {
+                    li {
+                        @if *w == d.week { strong { (w) } } @else { a href=(state.href(&format!("preview/{w}"))) { (w) } }
+                        " · " (stories) " stories · " span class={"status " (status.as_str())} { (status.as_str()) }
+                    }
+                }
+            }
         }
-        p {
-            "Size as sent: " strong { (d.sent_size / 1024) " KB" } " of Gmail's " (limit / 1024) " KB clipping limit "
-            @if d.sent_size > limit { strong style="color:#b91c1c" { "(Gmail will clip it)" } } @else { "(fits)" }
-            @if d.frozen { br; span class="muted" { "A send of this issue has begun: this is the issue as built, and it no longer changes." } }
-            @else { br; span class="muted" { "Edit digests/" (d.week) "/issue.toml and reload." } }
+        @if let Some(done) = &q.done {
+            p class="card done" role="status" { (crate::text::clean_line(done)) }
         }
-        p {
-            "Width: " a href=(view(360, if dark {"dark"} else {"light"})) { "360 px" } " · " a href=(view(800, if dark {"dark"} else {"light"})) { "800 px" }
-            " — Scheme: " a href=(view(width, "light")) { "light" } " · " a href=(view(width, "dark")) { "dark" }
+        div class="card" {
+            p {
+                "Status: " strong class={"status " (d.status.as_str())} { (d.status.as_str()) }
+                @if let Some((by, at)) = &d.approval {
+                    " — approved by " strong { (by) } " on " (at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"))
+                }
+            }
+            p {
+                strong { (d.issue.subject) } br;
+                span class="muted" { (d.issue.preheader) }
+            }
+            p {
+                "Size as sent: " strong { (d.sent_size / 1024) " KB" } " of Gmail's " (limit / 1024) " KB clipping limit "
+                @if d.sent_size > limit { strong style="color:#b91c1c" { "(Gmail will clip it)" } } @else { "(fits)" }
+            }
+            @match d.status {
+                app::WeekStatus::Building => {
+                    form method="post" action=(here) class="inline" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="action" value="approve";
+                        label for="by" { "Your name" }
+                        input type="text" id="by" name="by" required maxlength="100" autocomplete="name";
+                        button type="submit" { "Approve this issue" }
+                    }
+                    @if state.config.schedule.require_approval {
+                        p class="muted" { "The scheduled send waits for an approval." }
+                    }
+                }
+                app::WeekStatus::Approved => {
+                    p class="muted" { "Approved: it goes out as it stands, and does not change until unapproved." }
+                    form method="post" action=(here) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="action" value="unapprove";
+                        button type="submit" { "Unapprove" }
+                    }
+                }
+                _ => {
+                    p class="muted" { "A send of this issue has begun: this is the issue as built, and it no longer changes." }
+                }
+            }
         }
-        iframe title="The digest" src={(base) "preview/" (d.week) "/digest.html?x=1" (token_q)}
-            style={"width:" (width) "px;max-width:100%;height:900px;border:1px solid #9ca3af;background:#fff;color-scheme:" (if dark {"dark"} else {"light"})} {}
-        h2 { "Candidates" }
+        @if !frozen {
+            form id="words" method="post" action=(here) class="card" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="action" value="save";
+                label for="subject" { "Subject" }
+                input type="text" id="subject" name="subject" maxlength="150" value=(d.choices.subject.clone().unwrap_or_default()) placeholder=(d.default_subject);
+                label for="preheader" { "Preheader (the line inboxes show after the subject)" }
+                input type="text" id="preheader" name="preheader" maxlength="150" value=(d.choices.preheader.clone().unwrap_or_default()) placeholder=(d.default_preheader);
+                label for="intro" { "Intro (Markdown)" }
+                textarea id="intro" name="intro" rows="5" placeholder=(d.default_intro) { (d.choices.intro.clone().unwrap_or_default()) }
+                div id="intro-preview" class="intro-preview" data-url=(format!("{here}/intro")) aria-live="polite" {
+                    (PreEscaped(render::intro_html(d.choices.intro.as_deref().unwrap_or(&d.default_intro))))
+                }
+                button type="submit" { "Save" }
+                span class="muted" { " Saved into digests/" (d.week) "/issue.toml, which you may also edit by hand." }
+            }
+        }
+        div class="card" {
+            p {
+                "Width: " a href=(view(360, if dark {"dark"} else {"light"})) { "360 px" } " · " a href=(view(800, if dark {"dark"} else {"light"})) { "800 px" }
+                " — Scheme: " a href=(view(width, "light")) { "light" } " · " a href=(view(width, "dark")) { "dark" }
+            }
+            iframe title="The digest" src={(here) "/digest.html"}
+                style={"width:" (width) "px;max-width:100%;height:900px;border:1px solid #9ca3af;background:#fff;color-scheme:" (if dark {"dark"} else {"light"})} {}
+        }
+        @if !frozen {
+            form method="post" action=(here) class="card inline" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="action" value="test";
+                label for="to" { "Send a test to" }
+                input type="email" id="to" name="to" required placeholder="you@example.com";
+                button type="submit" { "Send the test" }
+            }
+        }
+        h2 { "Stories" }
         div style="overflow-x:auto" {
-            table style="border-collapse:collapse;font-size:14px;width:100%" {
-                tr { th align="left" { "#" } th align="left" { "Story" } th align="right" { "Score" } th align="left" { "Why" } }
+            table class="stories" {
+                tr { th { "#" } th { "Story" } th { "Score" } th { "Why" } @if !frozen { th { "Change" } } }
                 @for (i, c) in d.candidates.iter().enumerate() {
-                    tr style="border-top:1px solid #d8dde4;vertical-align:top" {
+                    tr {
                         td { @if c.verdict.is_in() { (i + 1) } @else { "–" } }
-                        td { a dir="auto" href=(c.reader_link()) { (c.title) } br; span class="muted" { (c.explain_score(d.week.bounds(state.config.newsletter.timezone).1.min(state.now()))) } }
-                        td align="right" { (format!("{:.2}", c.score)) }
+                        td { a dir="auto" href=(c.reader_link()) { (c.title) } br; span class="muted" { (c.explain_score(d.week.bounds(tz).1.min(state.now()))) } }
+                        td { (format!("{:.2}", c.score)) }
                         td { (c.reason) }
+                        @if !frozen {
+                            td class="actions" {
+                                @if pinned(c) {
+                                    (action("up", "↑ Up", &c.url))
+                                    (action("down", "↓ Down", &c.url))
+                                    (action("unpin", "Unpin", &c.url))
+                                } @else if dropped(c) {
+                                    (action("restore", "Restore", &c.url))
+                                } @else {
+                                    (action("pin", "Pin", &c.url))
+                                    (action("drop", "Drop", &c.url))
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
         h2 { "Text part" }
-        pre style="white-space:pre-wrap;font-size:13px;background:#fff;color:#1f2937;padding:12px;overflow-x:auto" {
+        pre class="text-part" {
             (render::public_copy(&d.issue.text, state.config.newsletter.base_url.as_str(), false))
         }
     };
-    let html = html! {
+    let css = "main{max-width:1100px}label{display:block;font-weight:bold;margin:8px 0 4px}\
+.inline label{display:inline;margin-right:8px}.inline input[type=text],.inline input[type=email]{width:auto;min-width:240px;margin-right:8px}\
+button.small{min-height:44px;padding:6px 12px;margin:2px;font-size:14px}\
+table.stories{border-collapse:collapse;font-size:14px;width:100%}table.stories th{text-align:left}\
+table.stories td{border-top:1px solid #d8dde4;vertical-align:top;padding:6px 4px}.actions{white-space:nowrap}\
+.intro-preview{border-left:3px solid #9ca3af;padding:0 12px;margin:0 0 12px}.weeks{columns:2}\
+.status{text-transform:uppercase;font-size:13px;letter-spacing:.5px}.done{border-left:4px solid #15803d}\
+.text-part{white-space:pre-wrap;font-size:13px;background:#fff;color:#1f2937;padding:12px;overflow-x:auto}";
+    html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Preview of " (d.week) }
-                style { (PreEscaped(page_css(&state.config.theme))) "main{max-width:1100px}" }
+                meta name="color-scheme" content="light dark";
+                meta name="robots" content="noindex";
+                title { "Issue of " (d.week) }
+                style { (PreEscaped(page_css(&state.config.theme))) (PreEscaped(css)) }
             }
-            body { main { h1 { "Preview of " (d.week) } (body) } }
+            body {
+                main { h1 { "Issue of " (d.week) } (body) }
+                script { (PreEscaped(DESK_SCRIPT)) }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct DeskForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    url: String,
+    subject: Option<String>,
+    preheader: Option<String>,
+    intro: Option<String>,
+    #[serde(default)]
+    by: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// A POST of a desk form: the form's token must belong to this browser's desk
+/// session.
+fn refuse_forged(state: &AppState, headers: &HeaderMap, csrf: &str) -> Option<Response> {
+    let session = cookie(headers, SESSION_COOKIE).unwrap_or("");
+    if state.signer.verify_desk(session, csrf) {
+        return None;
+    }
+    Some(state.respond(
+        StatusCode::FORBIDDEN,
+        "This form has expired",
+        html! { p { "Reload the desk and try again." } },
+    ))
+}
+
+/// POST of a desk form: one change, then back to the desk saying what it did.
+pub(super) async fn desk_change(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(week): Path<String>,
+    Form(form): Form<DeskForm>,
+) -> Response {
+    let week = match week.parse::<IsoWeek>() {
+        Ok(w) => w,
+        Err(e) => return no_such_week(&state, e),
+    };
+    if let Some(refusal) = refuse_non_admin(&state, peer, &PreviewQuery::default(), &headers) {
+        return refusal;
+    }
+    if let Some(refusal) = refuse_forged(&state, &headers, &form.csrf) {
+        return refusal;
+    }
+    let outcome = match form.action.as_str() {
+        "test" => send_test_copy(&state, week, &form.to).await,
+        _ => {
+            let config = state.config.clone();
+            let now = state.now();
+            state
+                .db(move |s| Ok(change(&config, s, week, &form, now)))
+                .await
+                .unwrap_or_else(|_| Err("the database is not available; try again".into()))
         }
     };
-    Html(html.into_string()).into_response()
+    let done = match outcome {
+        Ok(done) => {
+            tracing::info!(%week, "desk: {done}");
+            done
+        }
+        Err(why) => format!("Not done: {why}"),
+    };
+    redirect(&state, week, Some(&done))
+}
+
+/// Applies one desk form to the week; what it did, or why not.
+fn change(
+    config: &Config,
+    store: &mut Store,
+    week: IsoWeek,
+    form: &DeskForm,
+    now: DateTime<Utc>,
+) -> Result<String, String> {
+    let err = |e: anyhow::Error| format!("{e:#}");
+    match form.action.as_str() {
+        "approve" => return app::approve(config, store, week, &form.by, now).map_err(err),
+        "unapprove" => return app::unapprove(store, week).map_err(err),
+        _ => {}
+    }
+    if app::week_status(store, week).map_err(err)? != app::WeekStatus::Building {
+        return Err(format!(
+            "{week} is approved or being sent, so it does not change (unapprove it first)"
+        ));
+    }
+    let (start, end) = week.bounds(config.newsletter.timezone);
+    if store
+        .story_count_between(start, end)
+        .map_err(|e| e.to_string())?
+        == 0
+    {
+        return Err(format!("{week} has no stories"));
+    }
+    let url = || form.url.clone();
+    let edits: Vec<Edit> = match form.action.as_str() {
+        "pin" => vec![Edit::Pin(url())],
+        "unpin" => vec![Edit::Unpin(url())],
+        "drop" => vec![Edit::Drop(url())],
+        "restore" => vec![Edit::Restore(url())],
+        "up" => vec![Edit::Move {
+            url: url(),
+            up: true,
+        }],
+        "down" => vec![Edit::Move {
+            url: url(),
+            up: false,
+        }],
+        "save" => [
+            ("subject", &form.subject),
+            ("preheader", &form.preheader),
+            ("intro", &form.intro),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.clone().map(|value| Edit::Text { key, value }))
+        .collect(),
+        other => return Err(format!("unknown action {other:?}")),
+    };
+    let dir = config.week_dir(&week);
+    for edit in &edits {
+        digest::edit_choices(&dir, edit).map_err(|e| e.to_string())?;
+    }
+    Ok(match form.action.as_str() {
+        "save" => "Saved the subject, preheader and intro".to_string(),
+        action => format!("{action}: {}", form.url),
+    })
+}
+
+/// "Send a test to…": the issue as it stands now, built, to one address.
+async fn send_test_copy(state: &Arc<AppState>, week: IsoWeek, to: &str) -> Result<String, String> {
+    let address = app::valid_address(to).map_err(|e| e.to_string())?;
+    let config = state.config.clone();
+    let now = state.now();
+    let issue = state
+        .db(move |s| {
+            Ok(match app::week_status(s, week)? {
+                app::WeekStatus::Building => app::build(&config, s, week, now)?.map(|b| b.issue),
+                _ => app::built_issue(&config, s, week, now)?,
+            })
+        })
+        .await
+        .map_err(|_| "the issue could not be built (see the log)".to_string())?
+        .ok_or_else(|| format!("{week} has no stories"))?;
+    let lines = crate::send::send_test(&state.config, &issue, week, &[address])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(lines.join("; "))
+}
+
+#[derive(Deserialize)]
+pub(super) struct IntroForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    intro: String,
+}
+
+/// The intro's Markdown as the digest will show it (raw HTML shown as text).
+pub(super) async fn intro_preview(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<IntroForm>,
+) -> Response {
+    if let Some(refusal) = refuse_non_admin(&state, peer, &PreviewQuery::default(), &headers) {
+        return refusal;
+    }
+    if let Some(refusal) = refuse_forged(&state, &headers, &form.csrf) {
+        return refusal;
+    }
+    Html(render::intro_html(&form.intro)).into_response()
 }
 
 pub(super) async fn preview_digest(

@@ -1,4 +1,5 @@
-//! The tests that need a system package: headless Chromium (what a person sees),
+//! The tests that need a system package: headless Chromium (what a person sees,
+//! and the editor's desk driven over the DevTools protocol),
 //! Node with the inbox check's packages (caniemail, MJML), and dkimpy (an
 //! independent DKIM verifier). A harness of their own (libtest-mimic), so that
 //! where a package is missing the summary says "ignored", naming what to install,
@@ -9,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod browser;
+mod desk;
 mod dkim;
 mod inbox;
 mod mailserver;
@@ -81,6 +83,16 @@ fn main() {
             "browser::the_preview_and_the_unsubscribe_page_fit_a_phone",
             Needs::Chromium,
             browser::the_preview_and_the_unsubscribe_page_fit_a_phone,
+        ),
+        trial(
+            "desk::digests_at_phone_and_desktop_widths_sample_and_themed",
+            Needs::Chromium,
+            desk::digests_at_phone_and_desktop_widths_sample_and_themed,
+        ),
+        trial(
+            "desk::the_desk_in_a_browser_pins_writes_the_intro_and_approves",
+            Needs::Chromium,
+            desk::the_desk_in_a_browser_pins_writes_the_intro_and_approves,
         ),
         trial(
             "inbox::contrast_is_computed_as_wcag_says",

@@ -122,23 +122,30 @@ pub fn edit_choices(dir: &Path, edit: &Edit) -> Result<EditorChoices, DigestErro
             .unwrap_or_default()
     };
     let (mut pins, mut drops) = (list("pin"), list("drop"));
+    // Entries name stories by URL; a hand-written one may carry tracking
+    // parameters or be another form of the same address.
+    let same = |a: &str, b: &str| {
+        a == b
+            || crate::feed::canonical_url(a)
+                .is_some_and(|x| Some(x) == crate::feed::canonical_url(b))
+    };
     match edit {
         Edit::Pin(url) => {
-            drops.retain(|u| u != url);
-            if !pins.contains(url) {
+            drops.retain(|u| !same(u, url));
+            if !pins.iter().any(|u| same(u, url)) {
                 pins.push(url.clone());
             }
         }
-        Edit::Unpin(url) => pins.retain(|u| u != url),
+        Edit::Unpin(url) => pins.retain(|u| !same(u, url)),
         Edit::Drop(url) => {
-            pins.retain(|u| u != url);
-            if !drops.contains(url) {
+            pins.retain(|u| !same(u, url));
+            if !drops.iter().any(|u| same(u, url)) {
                 drops.push(url.clone());
             }
         }
-        Edit::Restore(url) => drops.retain(|u| u != url),
+        Edit::Restore(url) => drops.retain(|u| !same(u, url)),
         Edit::Move { url, up } => {
-            if let Some(i) = pins.iter().position(|u| u == url) {
+            if let Some(i) = pins.iter().position(|u| same(u, url)) {
                 let j = if *up {
                     i.checked_sub(1)
                 } else {
@@ -271,12 +278,16 @@ mod tests {
         )
         .unwrap();
         let edit = |e: Edit| edit_choices(dir.path(), &e).unwrap();
-        edit(Edit::Pin("https://x.example/b".into()));
+        // The desk names a story by its canonical URL; the file may hold another form.
+        edit(Edit::Pin("https://x.example/b?utm_source=x".into()));
         let c = edit(Edit::Move {
             url: "https://x.example/b".into(),
             up: true,
         });
-        assert_eq!(c.pin, vec!["https://x.example/b", "https://x.example/a"]);
+        assert_eq!(
+            c.pin,
+            vec!["https://x.example/b?utm_source=x", "https://x.example/a"]
+        );
         assert!(c.drop.is_empty(), "a pinned story is not dropped");
         let c = edit(Edit::Text {
             key: "intro",

@@ -389,7 +389,7 @@ fn run(cli: Cli, config: Config) -> Result<()> {
                 Some(w) => w,
                 None => app::next_week(&config, &store, now)?,
             };
-            println!("{}", app::approve(&config, &store, week, &by, now)?);
+            println!("{}", app::approve(&config, &store, week, &by, None, now)?);
         }
         Command::Unapprove { week } => {
             let store = app::open_store(&config)?;

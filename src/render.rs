@@ -99,10 +99,19 @@ pub fn subject(selection: &Selection, choices: &EditorChoices, newsletter: &News
     let Some(lead) = selection.picks.first() else {
         return untrusted(&newsletter.name);
     };
-    let headline = crate::text::cut_at_word(&untrusted(&lead.title), SUBJECT_CHARS);
     match &newsletter.subject_prefix {
-        Some(prefix) => format!("{}: {headline}", untrusted(prefix)),
-        None => headline,
+        Some(prefix) => {
+            let prefix = untrusted(prefix);
+            // The prefix counts towards what the inbox shows.
+            let room = SUBJECT_CHARS
+                .saturating_sub(prefix.chars().count() + 2)
+                .max(20);
+            format!(
+                "{prefix}: {}",
+                crate::text::cut_at_word(&untrusted(&lead.title), room)
+            )
+        }
+        None => crate::text::cut_at_word(&untrusted(&lead.title), SUBJECT_CHARS),
     }
 }
 
@@ -188,11 +197,37 @@ pub fn archive_url(newsletter: &Newsletter, week: IsoWeek) -> String {
 
 /// Markdown (or plain text) from the editor to HTML; raw HTML in it is shown as
 /// text, not interpreted.
+///
+/// Headings become bold paragraphs (the issue's own h1/h2/h3 order stays
+/// whole), and links other than http(s) and mailto stay text.
 pub fn intro_html(markdown: &str) -> String {
-    use pulldown_cmark::{Event, Parser};
-    let events = Parser::new(markdown).map(|e| match e {
-        Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
-        other => other,
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let safe = |url: &str| {
+        let lower = url.trim().to_ascii_lowercase();
+        ["https://", "http://", "mailto:"]
+            .iter()
+            .any(|scheme| lower.starts_with(scheme))
+    };
+    let mut unsafe_links = 0usize;
+    let events = Parser::new(markdown).flat_map(|e| -> Vec<Event> {
+        match e {
+            Event::Html(t) | Event::InlineHtml(t) => vec![Event::Text(t)],
+            Event::Start(Tag::Heading { .. }) => {
+                vec![Event::Start(Tag::Paragraph), Event::Start(Tag::Strong)]
+            }
+            Event::End(TagEnd::Heading(_)) => {
+                vec![Event::End(TagEnd::Strong), Event::End(TagEnd::Paragraph)]
+            }
+            Event::Start(Tag::Link { ref dest_url, .. }) if !safe(dest_url) => {
+                unsafe_links += 1;
+                vec![]
+            }
+            Event::End(TagEnd::Link) if unsafe_links > 0 => {
+                unsafe_links -= 1;
+                vec![]
+            }
+            other => vec![other],
+        }
     });
     let mut out = String::new();
     pulldown_cmark::html::push_html(&mut out, events);
@@ -525,7 +560,7 @@ fn wrap(text: &str, indent: &str) -> String {
 }
 
 /// The editor's Markdown as plain text: paragraphs wrapped, lists as lists,
-/// links as "text <url>", emphasis dropped.
+/// links as `text <url>`, emphasis dropped.
 pub fn markdown_text(markdown: &str) -> String {
     use pulldown_cmark::{Event, Parser, Tag, TagEnd};
     let mut blocks: Vec<String> = Vec::new();
@@ -842,6 +877,7 @@ mod tests {
             prefixed.starts_with("Fintech Weekly: Bithumb"),
             "{prefixed}"
         );
+        assert!(prefixed.chars().count() <= SUBJECT_CHARS, "{prefixed}");
         let own = EditorChoices {
             subject: Some("Our pick of the week".into()),
             ..Default::default()
@@ -923,6 +959,25 @@ mod tests {
             "{text}"
         );
         assert!(text.lines().nth(1).unwrap().starts_with("  word"), "{text}");
+    }
+
+    #[test]
+    fn the_intro_keeps_the_issues_headings_and_safe_links_only() {
+        let html =
+            intro_html("# Big news\n\n[ok](https://x.example) [bad](javascript:alert(1)) <b>x</b>");
+        assert!(
+            !html.contains("<h1") && html.contains("<strong>Big news</strong>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"https://x.example\">ok</a>"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("javascript:") && html.contains("bad"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;b&gt;"), "{html}");
     }
 
     #[test]

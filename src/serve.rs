@@ -24,6 +24,13 @@ fn issue_finished(config: &Config, week: IsoWeek) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a send of the week's issue has begun.
+fn send_started(config: &Config, week: IsoWeek) -> bool {
+    Store::open(&config.database.path)
+        .and_then(|s| s.send_started(&week.to_string()))
+        .unwrap_or(false)
+}
+
 /// Whether an editor approved the week's issue.
 fn approved(config: &Config, week: IsoWeek) -> bool {
     Store::open(&config.database.path)
@@ -110,7 +117,10 @@ async fn schedule_loop(
             return;
         }
         let now = clock();
-        let may_send = |w: IsoWeek| !config.schedule.require_approval || approved(&config, w);
+        // A send that began (before approval was required) may always finish.
+        let may_send = |w: IsoWeek| {
+            !config.schedule.require_approval || approved(&config, w) || send_started(&config, w)
+        };
         for action in scheduler.due(now, |w| issue_finished(&config, w), may_send) {
             announce = true;
             match action {

@@ -654,7 +654,7 @@ fn the_preview_needs_the_admin_token_when_one_is_set() {
     assert!(
         cookie.starts_with("gazette_admin=editor-token-0123456;")
             && cookie.contains("HttpOnly")
-            && cookie.contains("SameSite=Strict")
+            && cookie.contains("SameSite=Lax")
             && cookie.contains("Path=/letter/"),
         "{cookie}"
     );
@@ -883,8 +883,15 @@ fn the_desk_edits_approves_and_cron_waits_for_the_approval() {
         assert!(out.status.success(), "{}", stderr(&out));
         String::from_utf8(out.stdout).unwrap()
     };
-    // Cron before approval: nothing sent, and it says why.
+    // Cron before approval: nothing sent, and it says why; nor does `send`.
     assert!(run().contains("waiting for an editor's approval"));
+    let out = site
+        .command(&["send", "--week", "2026-W06"])
+        .env("GAZETTE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not approved"), "{}", stderr(&out));
     assert!(mail.received().is_empty());
 
     let token = "editor-token-0123456";
@@ -978,7 +985,27 @@ fn the_desk_edits_approves_and_cron_waits_for_the_approval() {
     assert_eq!(stranger.status(), 403, "a form from another browser");
     assert_eq!(issue_toml(), before);
 
-    let (_, page) = post(&[("action", "approve"), ("by", "Amina the editor")]);
+    // An approval vouches for what the editor saw: not for an issue that
+    // changed since.
+    let (_, page) = post(&[
+        ("action", "approve"),
+        ("by", "Amina the editor"),
+        ("seen", "0000000000000000"),
+    ]);
+    assert!(page.contains("changed since you looked"), "{page}");
+    let seen = page
+        .split("name=\"seen\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (_, page) = post(&[
+        ("action", "approve"),
+        ("by", "Amina the editor"),
+        ("seen", seen.as_str()),
+    ]);
     assert!(page.contains("approved by Amina the editor"), "{page}");
     assert!(page.contains("Unapprove"), "{page}");
     // Approved: frozen for the desk and for build.
@@ -1013,6 +1040,19 @@ fn the_desk_writes_nothing_for_an_empty_week() {
     let server = Serving::start(&site, &[], crate::util::NOW);
     let page = text_of(&client(), &server.url("/preview/2026-W01"));
     assert!(page.contains("No stories were published"), "{page}");
+    // A page whose domain re-resolves to 127.0.0.1 names its own host: refused.
+    let rebound = client()
+        .get(server.url("/preview/2026-W06"))
+        .header("Host", "rebind.attacker.example")
+        .send()
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+    // Words on the desk come only from the desk's own redirects.
+    let page = text_of(
+        &client(),
+        &server.url("/preview/2026-W06?done=Session+expired%2C+log+in+at+evil.example&sig=x"),
+    );
+    assert!(!page.contains("evil.example"), "{page}");
     assert!(!site.path("digests/2026-W01").exists());
     // /preview opens on the week that goes out next: W06 went out, so W07.
     let r = client().get(server.url("/preview")).send().unwrap();

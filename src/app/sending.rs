@@ -84,14 +84,29 @@ pub fn recent_weeks(
     Ok(out)
 }
 
+/// What identifies an issue's content for an approval: its subject and its
+/// stories in order.
+pub fn fingerprint(subject: &str, picks: &[crate::rank::Candidate]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(subject.as_bytes());
+    for c in picks {
+        h.update(b"\n");
+        h.update(c.url.as_bytes());
+    }
+    format!("{:x}", h.finalize())[..16].to_string()
+}
+
 /// `gazette approve --week W`: builds the issue if it may still change, then
 /// records who vouched for it; it is sent as it stands, and frozen until
-/// unapproved.
+/// unapproved. `seen`: the [`fingerprint`] of the issue the editor looked at;
+/// when the issue built now differs (stories fetched since), nothing is approved.
 pub fn approve(
     config: &Config,
     store: &Store,
     week: IsoWeek,
     by: &str,
+    seen: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<String> {
     let by = crate::text::clean_line(by);
@@ -106,6 +121,10 @@ pub fn approve(
         let Some(built) = build(config, store, week, now)? else {
             bail!("{week}: no stories were published that week; there is no issue to approve");
         };
+        let built_print = fingerprint(&built.issue.subject, &built.record.selection.picks);
+        if seen.is_some_and(|s| s != built_print) {
+            bail!("{week}: the issue changed since you looked at it (new stories, or another editor's change); look again, then approve");
+        }
         store.approve(&w, &by, now)?;
         return Ok(format!(
             "{week}: approved by {by}: {:?}, {} stories; frozen until `gazette unapprove --week {week}`",
@@ -225,6 +244,15 @@ pub async fn send(
     progress: impl FnOnce() -> Result<std::sync::Arc<dyn crate::send::Progress>>,
 ) -> Result<RunOutcome> {
     let store = open_store(config)?;
+    if test.is_empty()
+        && config.schedule.require_approval
+        && store.approval(&week.to_string())?.is_none()
+        && !send_started(&store, week)?
+    {
+        bail!(
+            "{week}: not approved, and [schedule] require_approval is set; approve it on the desk or with `gazette approve --week {week}` (a test copy, --test, needs no approval)"
+        );
+    }
     let issue = built_issue(config, &store, week, now)?;
     drop(store);
     let Some(issue) = issue else {

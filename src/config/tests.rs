@@ -268,4 +268,15 @@ fn an_empty_or_short_admin_token_is_refused_by_its_variable() {
         &[("GAZETTE_SERVER__ADMIN_TOKEN", "a-long-enough-token")]
     )
     .is_ok());
+    // It travels in a cookie: no separators, nothing a header cannot carry.
+    for token in [
+        "a-long-enough;token",
+        "a long enough token",
+        "a-long-enough-tökén",
+    ] {
+        let e = parse(MINIMAL, &[("GAZETTE_SERVER__ADMIN_TOKEN", token)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("printable ASCII"), "{e}");
+    }
 }

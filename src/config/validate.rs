@@ -388,6 +388,17 @@ fn server(cx: &Context, s: RawServer) -> Result<Server, ConfigError> {
                 format!("must be at least {MIN_ADMIN_TOKEN} characters (unset it to allow loopback clients only)"),
             ));
         }
+        // It travels in a cookie and a header: visible ASCII, no separators.
+        if !token
+            .expose()
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !";,\"\\".contains(c))
+        {
+            return Err(cx.error(
+                "server.admin_token",
+                "must be printable ASCII without spaces, quotes, commas or semicolons (for example `openssl rand -hex 24`)",
+            ));
+        }
     }
     let trusted_proxies = s
         .trusted_proxies

@@ -37,8 +37,10 @@ pub(super) struct PreviewQuery {
     token: Option<String>,
     width: Option<u32>,
     scheme: Option<String>,
-    /// What the last change did, shown once after its redirect.
+    /// What the last change did, shown once after its redirect; `sig` proves
+    /// the desk wrote it.
     done: Option<String>,
+    sig: Option<String>,
 }
 
 /// A cookie of the request.
@@ -65,6 +67,26 @@ pub(super) fn presented_token<'a>(q: &'a PreviewQuery, headers: &'a HeaderMap) -
         .or_else(|| cookie(headers, ADMIN_COOKIE))
 }
 
+/// Whether the request names this server: base_url's host, or this machine.
+/// A page whose domain re-resolves to 127.0.0.1 (DNS rebinding) names its own
+/// host, and so never reaches the desk from the editor's browser.
+fn host_is_ours(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return true;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let ours = state.config.newsletter.base_url.host_str().unwrap_or("");
+    name.eq_ignore_ascii_case(ours.trim_start_matches('[').trim_end_matches(']'))
+        || name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `None` when the request may see admin routes, else the refusal to send.
 pub(super) fn refuse_non_admin(
     state: &AppState,
@@ -73,11 +95,13 @@ pub(super) fn refuse_non_admin(
     headers: &HeaderMap,
 ) -> Option<Response> {
     let expected = state.config.server.admin_token.as_ref().map(|t| t.expose());
-    if admin_allowed(
-        state.client(peer, headers),
-        expected,
-        presented_token(q, headers),
-    ) {
+    if host_is_ours(state, headers)
+        && admin_allowed(
+            state.client(peer, headers),
+            expected,
+            presented_token(q, headers),
+        )
+    {
         return None;
     }
     Some(state.respond(
@@ -87,8 +111,16 @@ pub(super) fn refuse_non_admin(
     ))
 }
 
-/// A cookie for the desk's pages only, out of reach of scripts and other sites.
+/// A cookie for the desk's pages only, out of reach of scripts. The desk
+/// session is `Strict` (no other site's form carries it); the admin token's is
+/// `Lax`, so a link to the desk followed from mail or chat still opens it (its
+/// forms need the session's token anyway).
 fn set_cookie(state: &AppState, name: &str, value: &str) -> (header::HeaderName, String) {
+    let same_site = if name == ADMIN_COOKIE {
+        "Lax"
+    } else {
+        "Strict"
+    };
     let secure = if state.config.newsletter.base_url.scheme() == "https" {
         "; Secure"
     } else {
@@ -97,7 +129,7 @@ fn set_cookie(state: &AppState, name: &str, value: &str) -> (header::HeaderName,
     (
         header::SET_COOKIE,
         format!(
-            "{name}={value}; Path={}; HttpOnly; SameSite=Strict{secure}",
+            "{name}={value}; Path={}; HttpOnly; SameSite={same_site}{secure}",
             state.href("")
         ),
     )
@@ -123,6 +155,8 @@ pub(super) struct PreviewData {
     status: app::WeekStatus,
     approval: Option<(String, DateTime<Utc>)>,
     weeks: Vec<(IsoWeek, u64, app::WeekStatus)>,
+    /// What the approve form vouches for ([`app::fingerprint`]).
+    fingerprint: String,
     /// The subject and preheader gazette would choose, shown as placeholders.
     default_subject: String,
     default_preheader: String,
@@ -160,6 +194,7 @@ pub(super) fn preview_data(
     let plain = crate::rank::EditorChoices::default();
     Ok(Some(PreviewData {
         week,
+        fingerprint: app::fingerprint(&issue.subject, &selection.picks),
         sent_size: crate::message::sent_size(&issue, config, week),
         default_subject: render::subject(&selection, &plain, &config.newsletter),
         default_preheader: render::preheader(&selection, &plain),
@@ -205,13 +240,15 @@ fn keep_token(state: &AppState, q: &PreviewQuery, mut response: Response) -> Res
     response
 }
 
-/// To the desk of `week`, saying `done`.
+/// To the desk of `week`, saying `done` (signed, so no link from elsewhere can
+/// put words on the desk).
 fn redirect(state: &AppState, week: IsoWeek, done: Option<&str>) -> Response {
     let mut to = state.href(&format!("preview/{week}"));
     if let Some(done) = done {
         to += "?";
         to += &url::form_urlencoded::Serializer::new(String::new())
             .append_pair("done", done)
+            .append_pair("sig", &state.signer.desk_token(&format!("done:{done}")))
             .finish();
     }
     (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
@@ -350,7 +387,7 @@ fn desk_page(state: &AppState, d: &PreviewData, q: &PreviewQuery, csrf: &str) ->
                 }
             }
         }
-        @if let Some(done) = &q.done {
+        @if let Some(done) = q.done.as_ref().filter(|d| state.signer.verify_desk(&format!("done:{d}"), q.sig.as_deref().unwrap_or(""))) {
             p class="card done" role="status" { (crate::text::clean_line(done)) }
         }
         div class="card" {
@@ -373,6 +410,7 @@ fn desk_page(state: &AppState, d: &PreviewData, q: &PreviewQuery, csrf: &str) ->
                     form method="post" action=(here) class="inline" {
                         input type="hidden" name="csrf" value=(csrf);
                         input type="hidden" name="action" value="approve";
+                        input type="hidden" name="seen" value=(d.fingerprint);
                         label for="by" { "Your name" }
                         input type="text" id="by" name="by" required maxlength="100" autocomplete="name";
                         button type="submit" { "Approve this issue" }
@@ -501,6 +539,8 @@ pub(super) struct DeskForm {
     intro: Option<String>,
     #[serde(default)]
     by: String,
+    /// The fingerprint of the issue the approving editor saw.
+    seen: Option<String>,
     #[serde(default)]
     to: String,
 }
@@ -568,7 +608,10 @@ fn change(
 ) -> Result<String, String> {
     let err = |e: anyhow::Error| format!("{e:#}");
     match form.action.as_str() {
-        "approve" => return app::approve(config, store, week, &form.by, now).map_err(err),
+        "approve" => {
+            return app::approve(config, store, week, &form.by, form.seen.as_deref(), now)
+                .map_err(err)
+        }
         "unapprove" => return app::unapprove(store, week).map_err(err),
         _ => {}
     }
@@ -586,6 +629,18 @@ fn change(
         return Err(format!("{week} has no stories"));
     }
     let url = || form.url.clone();
+    if form.action == "pin" {
+        let pins = digest::read_choices(&config.week_dir(&week))
+            .map_err(|e| e.to_string())?
+            .pin
+            .len();
+        if pins >= config.ranking.stories {
+            return Err(format!(
+                "the issue holds {} stories ([ranking] stories) and {pins} are pinned already; unpin one first",
+                config.ranking.stories
+            ));
+        }
+    }
     let edits: Vec<Edit> = match form.action.as_str() {
         "pin" => vec![Edit::Pin(url())],
         "unpin" => vec![Edit::Unpin(url())],

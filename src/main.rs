@@ -469,7 +469,7 @@ fn subscribers(config: &Config, command: SubscribersCommand, now: DateTime<Utc>)
             );
         }
         SubscribersCommand::Wipe { email } => {
-            println!("{}", app::wipe_subscriber(&mut store, &email, now)?)
+            println!("{}", app::wipe_subscriber(config, &mut store, &email, now)?)
         }
         SubscribersCommand::Remove { email } => {
             println!("{}", app::remove_subscriber(&mut store, &email)?)
@@ -521,12 +521,18 @@ fn progress(config: &Config, week: IsoWeek) -> Result<Arc<dyn send::Progress>> {
     })
 }
 
-/// Exit 0 only when no delivery is left pending.
+/// Exit 0 only when no delivery is left pending and none ran out of attempts.
 fn check_finished(summary: &send::SendSummary) -> Result<()> {
     if summary.pending > 0 {
         anyhow::bail!(
             "{} deliveries are still pending; run send again to finish",
             summary.pending
+        );
+    }
+    if summary.gave_up > 0 {
+        anyhow::bail!(
+            "{} deliveries failed after every attempt was deferred ([smtp] max_attempts): the mail server's trouble, not the addresses'; see the log",
+            summary.gave_up
         );
     }
     Ok(())

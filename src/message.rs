@@ -337,23 +337,23 @@ fn build_with(
     Ok(message)
 }
 
-/// The size of a typical copy as sent (encoded, with headers): what Gmail's
-/// clipping limit is measured against.
-pub fn sent_size(issue: &Issue, config: &Config, week: IsoWeek) -> usize {
-    let Ok(head) = Letterhead::new(config, week, &issue.subject) else {
-        return issue.html.len() + issue.text.len();
-    };
+/// The size as sent (encoded, with headers, DKIM-signed when configured) of
+/// the largest copy any subscriber can get: the longest name gazette keeps, in
+/// letters that encode long, a long address and a large id. What Gmail's
+/// clipping limit is measured against, so no copy is clipped.
+pub fn sent_size(issue: &Issue, config: &Config, week: IsoWeek) -> Result<usize, MessageError> {
+    let head = Letterhead::new(config, week, &issue.subject)?;
     let signer = Signer::new(
         crate::config::Secret::new("size"),
         &config.newsletter.list_id,
     );
     let to = Recipient {
-        id: 1_000_000,
-        email: "typical.subscriber.name@example.com".into(),
-        name: Some("Typical Subscriber".into()),
+        id: 9_999_999_999,
+        email: format!("{}@{}.example.com", "l".repeat(64), "d".repeat(60)),
+        name: Some("é".repeat(crate::text::MAX_NAME_CHARS)),
     };
     let id = new_message_id(&head, to.id);
-    build(
+    let message = build(
         &Prebuilt::new(issue),
         &head,
         &signer,
@@ -361,9 +361,8 @@ pub fn sent_size(issue: &Issue, config: &Config, week: IsoWeek) -> usize {
         SystemTime::UNIX_EPOCH,
         id,
         false,
-    )
-    .map(|m| m.formatted().len())
-    .unwrap_or(issue.html.len() + issue.text.len())
+    )?;
+    Ok(message.formatted().len())
 }
 
 /// The double opt-in mail: one link that confirms the subscription.
@@ -573,10 +572,75 @@ mod tests {
         // An Ed25519 key: 32 bytes, base64.
         let c = dkim_config(dir.path(), "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
         let text = formatted(&c, "Subject", "a@example.com", None).unwrap();
-        assert!(
-            text.contains("\r\nDKIM-Signature: v=1; a=ed25519-sha256; d=news.test; s=s1;"),
-            "{text}"
-        );
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let signature = head
+            .replace("\r\n ", " ")
+            .replace("\r\n\t", " ")
+            .lines()
+            .find(|l| l.starts_with("DKIM-Signature:"))
+            .unwrap_or_else(|| panic!("not signed: {head}"))
+            .to_string();
+        let tag = |name: &str| -> String {
+            signature
+                .split(';')
+                .find_map(|t| {
+                    t.trim()
+                        .strip_prefix(&format!("{name}="))
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| panic!("no {name}= in {signature}"))
+                .split_whitespace()
+                .collect()
+        };
+        assert_eq!(tag("a"), "ed25519-sha256");
+        assert_eq!(tag("c"), "relaxed/relaxed");
+        assert_eq!((tag("d").as_str(), tag("s").as_str()), ("news.test", "s1"));
+        let signed: Vec<String> = tag("h")
+            .split(':')
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        for h in [
+            "from",
+            "to",
+            "subject",
+            "date",
+            "message-id",
+            "list-unsubscribe",
+            "list-unsubscribe-post",
+        ] {
+            assert!(signed.iter().any(|s| s == h), "{h} not in h={signed:?}");
+        }
+        // The body hash, computed here as RFC 6376 §3.4.4 says (relaxed: runs
+        // of whitespace to one space, none at line ends, no empty lines at the
+        // end), must be the one signed.
+        let mut lines: Vec<String> = body
+            .split("\r\n")
+            .map(|line| {
+                let mut out = String::new();
+                let mut space = false;
+                for ch in line.chars() {
+                    if ch == ' ' || ch == '\t' {
+                        space = true;
+                    } else {
+                        if space {
+                            out.push(' ');
+                        }
+                        space = false;
+                        out.push(ch);
+                    }
+                }
+                out
+            })
+            .collect();
+        while lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        let canonical = format!("{}\r\n", lines.join("\r\n"));
+        use base64::Engine;
+        use sha2::Digest;
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(canonical));
+        assert_eq!(tag("bh"), expected);
     }
 
     #[test]

@@ -295,3 +295,149 @@ fn forged_reports_change_nobody_and_an_unsubscribe_mail_applies_by_its_token() {
     assert!(text.starts_with("0 applied, 1 already read"), "{text}");
     assert_eq!(site.status("person3@example.com"), Status::Active);
 }
+
+/// Real delivery reports (flufl.bounce's corpus, fixtures/bounces/flufl): every
+/// DSN is read with the recipient flufl.bounce expects and classified as it
+/// says (delays as soft); mail that is no DSN is reported, never guessed at.
+#[test]
+fn real_dsns_are_read_with_the_recipient_their_corpus_names() {
+    use gazette::bounce::{read, Kind};
+    // (file, failed address, temporary), from flufl.bounce's tests.
+    let dsns = [
+        ("dsn_01.txt", "userx@example.com", false),
+        // 4.4.7: the remote server gave up retrying. flufl.bounce counts it a
+        // bounce; gazette counts it soft, towards [bounces] soft_limit.
+        ("dsn_02.txt", "zzzzz@example.uk", true),
+        ("dsn_03.txt", "userx@example.be", false),
+        ("dsn_04.txt", "userx@example.ch", false),
+        ("dsn_05.txt", "userx@example.cz", true),
+        ("dsn_06.txt", "userx@example.com", true),
+        ("dsn_07.txt", "userx@example.nz", true),
+        ("dsn_08.txt", "userx@example.de", true),
+        ("dsn_09.txt", "userx@example.com", false),
+        ("dsn_10.txt", "anne.person@dom.ain", false),
+        ("dsn_11.txt", "joem@example.com", false),
+        ("dsn_12.txt", "userx@example.jp", false),
+        ("dsn_13.txt", "userx@example.com", false),
+        ("dsn_14.txt", "userx@example.com.dk", false),
+        ("dsn_15.txt", "userx@example.com", false),
+        ("dsn_16.txt", "userx@example.com", false),
+        ("dsn_17.txt", "userx@example.fi", true),
+        ("dsn_18.txt", "email@replaced.net", false),
+    ];
+    let mut problems = Vec::new();
+    for (file, address, temporary) in dsns {
+        let raw = std::fs::read(fixture(&format!("bounces/flufl/{file}"))).unwrap();
+        let raw = gazette::bounce::messages_at(&fixture(&format!("bounces/flufl/{file}")))
+            .map(|m| m.into_iter().next().unwrap().1)
+            .unwrap_or(raw);
+        match read(&raw).kind {
+            Kind::Bounce(recipients) => {
+                match recipients
+                    .iter()
+                    .find(|r| r.address.as_deref() == Some(address))
+                {
+                    Some(r) if temporary && !r.is_soft() => {
+                        problems.push(format!("{file}: {address} {} not soft", r.status))
+                    }
+                    Some(r) if !temporary && r.is_soft() => {
+                        problems.push(format!("{file}: {address} {} not hard", r.status))
+                    }
+                    Some(_) => {}
+                    None => problems.push(format!("{file}: {address} not among {recipients:?}")),
+                }
+            }
+            other => problems.push(format!("{file}: {other:?}")),
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    // Older servers' reports in prose, without a machine-readable part:
+    // listed as not recognised, never guessed at.
+    for file in ["postfix_01.txt", "exim_01.txt"] {
+        let raw = std::fs::read(fixture(&format!("bounces/flufl/{file}"))).unwrap();
+        let kind = read(&raw).kind;
+        assert!(
+            matches!(&kind, Kind::Unrecognised(why) if why.contains("no message/delivery-status")),
+            "{file}: {kind:?}"
+        );
+    }
+}
+
+/// One real DSN (flufl.bounce's dsn_09, from a server that reports in X.400
+/// form) made to carry exactly one proof at a time: each proof alone finds its
+/// subscriber; the address alone proves nothing.
+#[test]
+fn each_proof_alone_matches_a_real_report() {
+    let mail = MailServer::start(Faults::default());
+    let (site, sent) = sent_site(&mail);
+    let w6 = |i: usize| &sent[&(format!("person{i}@example.com"), "2026-W06".to_string())];
+    let real = std::fs::read_to_string(fixture("bounces/flufl/dsn_09.txt")).unwrap();
+    let original_id = "Message-ID: <3BE4F1EC.8306C281@nleaudio.com>";
+    assert!(
+        real.contains(&format!("\n{original_id}\n")) && real.contains("\nTo: user@example.com\n")
+    );
+    let own_id = "<\"c2bapps1.b:026710:20011104074531\"@btconnect.com>";
+    let report =
+        |n: usize, text: String| text.replace(own_id, &format!("<report-{n}@btconnect.com>"));
+    let inbox = site.path("one-proof");
+    std::fs::create_dir(&inbox).unwrap();
+    let write = |name: &str, text: String| std::fs::write(inbox.join(name), text).unwrap();
+    // 1: only the VERP address it came back to.
+    write(
+        "verp.txt",
+        report(
+            1,
+            real.replace(
+                "\nTo: user@example.com\n",
+                &format!("\nTo: {}\n", w6(1).verp),
+            ),
+        ),
+    );
+    // 2: only the original's Message-ID, one gazette sent.
+    write(
+        "message-id.txt",
+        report(
+            2,
+            real.replace(
+                &format!("\n{original_id}\n"),
+                &format!("\nMessage-ID: {}\n", w6(2).message_id),
+            ),
+        ),
+    );
+    // 3: only the original's List-Unsubscribe token.
+    write(
+        "token.txt",
+        report(
+            3,
+            real.replace(
+                &format!("\n{original_id}\n"),
+                &format!(
+                    "\n{original_id}\nList-Unsubscribe: {}\n",
+                    w6(3).list_unsubscribe
+                ),
+            ),
+        ),
+    );
+    // 4: only the subscriber's address as the failed recipient.
+    write(
+        "address.txt",
+        report(4, real.replace("userx@example.com", "person4@example.com")),
+    );
+    let out = site
+        .command(&["bounces", "import", "one-proof"])
+        .env("GAZETTE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("3 applied"), "{text}");
+    assert!(text.contains("1 unverified"), "{text}");
+    for i in 1..=3 {
+        assert_eq!(
+            site.status(&format!("person{i}@example.com")),
+            Status::Bounced,
+            "person{i}: {text}"
+        );
+    }
+    assert_eq!(site.status("person4@example.com"), Status::Active);
+}

@@ -22,7 +22,6 @@ use libtest_mimic::{Arguments, Failed, Trial};
 /// What a test needs, and what to install when it is missing.
 #[derive(Clone, Copy)]
 enum Needs {
-    Nothing,
     Chromium,
     NodeAndChromium,
     Dkimpy,
@@ -34,7 +33,6 @@ impl Needs {
     fn missing(self) -> Option<(&'static str, &'static str)> {
         let chromium = browser::chromium().is_some();
         match self {
-            Needs::Nothing => None,
             Needs::Chromium if !chromium => Some(("needs chromium", "apt-get install chromium")),
             Needs::NodeAndChromium if !chromium || !inbox::node_packages_present() => Some((
                 "needs node, chromium",
@@ -93,11 +91,6 @@ fn main() {
             "desk::the_desk_in_a_browser_pins_writes_the_intro_and_approves",
             Needs::Chromium,
             desk::the_desk_in_a_browser_pins_writes_the_intro_and_approves,
-        ),
-        trial(
-            "inbox::contrast_is_computed_as_wcag_says",
-            Needs::Nothing,
-            inbox::contrast_is_computed_as_wcag_says,
         ),
         trial(
             "inbox::inbox_check_against_caniemail_and_an_mjml_twin",

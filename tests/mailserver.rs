@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mailin_embedded::response::{INTERNAL_ERROR, NO_MAILBOX, NO_SERVICE, OK};
-use mailin_embedded::{Handler, Response, Server};
+use mailin_embedded::response::{
+    AUTH_OK, INTERNAL_ERROR, INVALID_CREDENTIALS, NO_MAILBOX, NO_SERVICE, OK,
+};
+use mailin_embedded::{AuthMechanism, Handler, Response, Server, SslConfig};
 
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -30,12 +32,20 @@ pub struct Faults {
     pub data_451: usize,
     /// Refuse these mailboxes with 550, always.
     pub refuse: Vec<String>,
+    /// Answer RCPT for these mailboxes with this code and text, always.
+    pub replies: Vec<(String, u16, String)>,
+    /// Answer every RCPT with this code and text (a server that refuses us).
+    pub refuse_all: Option<(u16, String)>,
     /// Wait this long before accepting each message.
     pub delay: Duration,
 }
 
 #[derive(Default)]
 pub struct State {
+    /// The user and password AUTH accepts (a TLS server only).
+    pub credentials: Mutex<Option<(String, String)>>,
+    /// Users who logged in, by mechanism.
+    pub logins: Mutex<Vec<(String, String)>>,
     pub received: Mutex<Vec<Received>>,
     pub faults: Mutex<Faults>,
     pub rcpt_attempts: Mutex<HashMap<String, usize>>,
@@ -49,7 +59,36 @@ struct Recorder {
     data: Vec<u8>,
 }
 
+impl Recorder {
+    fn login(&self, mechanism: &str, user: &str, password: &str) -> Response {
+        let ok = self
+            .state
+            .credentials
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|(u, p)| u == user && p == password);
+        if !ok {
+            return INVALID_CREDENTIALS;
+        }
+        self.state
+            .logins
+            .lock()
+            .unwrap()
+            .push((mechanism.to_string(), user.to_string()));
+        AUTH_OK
+    }
+}
+
 impl Handler for Recorder {
+    fn auth_plain(&mut self, _authorization: &str, user: &str, password: &str) -> Response {
+        self.login("PLAIN", user, password)
+    }
+
+    fn auth_login(&mut self, user: &str, password: &str) -> Response {
+        self.login("LOGIN", user, password)
+    }
+
     fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
         let mut faults = self.state.faults.lock().unwrap();
         if faults.mail_421 > 0 {
@@ -68,8 +107,15 @@ impl Handler for Recorder {
             .unwrap()
             .entry(to.clone())
             .or_default() += 1;
-        if self.state.faults.lock().unwrap().refuse.contains(&to) {
+        let faults = self.state.faults.lock().unwrap();
+        if faults.refuse.contains(&to) {
             return NO_MAILBOX;
+        }
+        if let Some((code, text)) = &faults.refuse_all {
+            return Response::custom(*code, text.clone());
+        }
+        if let Some((_, code, text)) = faults.replies.iter().find(|(a, _, _)| *a == to) {
+            return Response::custom(*code, text.clone());
         }
         OK
     }
@@ -117,6 +163,27 @@ pub struct MailServer {
 
 impl MailServer {
     pub fn start(faults: Faults) -> MailServer {
+        MailServer::start_with(faults, None)
+    }
+
+    /// A server that offers STARTTLS with this certificate and key (PEM files)
+    /// and, after it, AUTH PLAIN and LOGIN for `user` with `password`.
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        user: &str,
+        password: &str,
+    ) -> MailServer {
+        MailServer::start_with(
+            Faults::default(),
+            Some((cert, key, user.to_string(), password.to_string())),
+        )
+    }
+
+    fn start_with(
+        faults: Faults,
+        tls: Option<(&std::path::Path, &std::path::Path, String, String)>,
+    ) -> MailServer {
         let state = Arc::new(State {
             faults: Mutex::new(faults),
             ..Default::default()
@@ -133,6 +200,20 @@ impl MailServer {
             .with_name("mail.test")
             .with_num_threads(24)
             .with_tcp_listener(listener);
+        if let Some((cert, key, user, password)) = tls {
+            // mailin-embedded's rustls has two crypto providers in this test
+            // build (its default and gazette's ring): name the process's one.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            server
+                .with_ssl(SslConfig::SelfSigned {
+                    cert_path: cert.display().to_string(),
+                    key_path: key.display().to_string(),
+                })
+                .unwrap()
+                .with_auth(AuthMechanism::Plain)
+                .with_auth(AuthMechanism::Login);
+            *state.credentials.lock().unwrap() = Some((user, password));
+        }
         std::thread::spawn(move || {
             let _ = server.serve();
         });

@@ -16,8 +16,41 @@ fn export_shows_everything_held_and_wipe_leaves_only_a_hash() {
     assert_eq!(json["deliveries"][0]["state"], "sent");
     assert_eq!(json["unsubscribe_events"][0]["how"], "cli");
 
+    // A test copy sent to the address is kept on disk too.
+    site.ok(&[
+        "send",
+        "--week",
+        "2026-W06",
+        "--test",
+        "person2@example.com",
+    ]);
+    let outbox = site.path("digests/2026-W06/outbox");
+    let holding = || {
+        let mut dirs = vec![outbox.clone()];
+        let mut n = 0;
+        while let Some(dir) = dirs.pop() {
+            for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if std::fs::read_to_string(&path)
+                    .unwrap()
+                    .contains("person2@example.com")
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    assert_eq!(holding(), 2, "the issue and the test copy");
     let out = site.ok(&["subscribers", "wipe", "person2@example.com"]);
     assert!(out.contains("erased person2@example.com"), "{out}");
+    assert!(out.contains("2 kept messages to it deleted"), "{out}");
+    assert_eq!(holding(), 0, "no copy left in the outbox");
+    assert!(
+        outbox.join("0000000001.eml").exists(),
+        "others' copies stay"
+    );
     let out = site.run(&["subscribers", "export", "person2@example.com"]);
     assert!(!out.status.success() && stderr(&out).contains("not on the list"));
     // Nothing of the address is left in the database file, free pages included.
@@ -93,25 +126,53 @@ fn a_backup_restores_and_bad_files_are_refused() {
         .unwrap()
         .is_some());
 
+    // Each bad file is refused with exit 1, naming why, and the live database
+    // is untouched.
+    let refused = |file: &str, why: &str| {
+        let out = site.run(&["restore", file]);
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("refusing to restore") && err.contains(why),
+            "{file}: {err}"
+        );
+        assert_eq!(
+            site.store().count_by_status().unwrap(),
+            vec![("active".to_string(), 3)],
+            "{file} changed the database"
+        );
+    };
     std::fs::write(site.path("notes.txt"), "not a database at all").unwrap();
-    let err = stderr(&site.run(&["restore", "notes.txt"]));
-    assert!(err.contains("refusing to restore"), "{err}");
+    refused("notes.txt", "not an SQLite database");
     let other = rusqlite::Connection::open(site.path("other.db")).unwrap();
     other
         .execute_batch("CREATE TABLE t (x); PRAGMA user_version = 1;")
         .unwrap();
     drop(other);
-    assert!(stderr(&site.run(&["restore", "other.db"])).contains("not a gazette database"));
+    refused("other.db", "not a gazette database");
+    // A database from a later gazette: one more migration applied.
     std::fs::copy(site.path("backup.db"), site.path("newer.db")).unwrap();
-    rusqlite::Connection::open(site.path("newer.db"))
-        .unwrap()
-        .pragma_update(None, "user_version", 99)
+    let newer = rusqlite::Connection::open(site.path("newer.db")).unwrap();
+    let version: i64 = newer
+        .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert!(stderr(&site.run(&["restore", "newer.db"])).contains("newer than this gazette knows"));
-    assert_eq!(
-        site.store().count_by_status().unwrap(),
-        vec![("active".to_string(), 3)]
-    );
+    newer
+        .execute_batch(&format!(
+            "CREATE TABLE a_later_feature (x); PRAGMA user_version = {};",
+            version + 1
+        ))
+        .unwrap();
+    drop(newer);
+    refused("newer.db", "newer than this gazette knows");
+    // A damaged backup: pages overwritten in the middle of the file.
+    let mut bytes = std::fs::read(site.path("backup.db")).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > 4 * page, "the backup has pages to damage");
+    for b in &mut bytes[2 * page..3 * page] {
+        *b = 0xA5;
+    }
+    std::fs::write(site.path("damaged.db"), bytes).unwrap();
+    refused("damaged.db", "integrity_check");
 }
 
 #[test]

@@ -479,6 +479,144 @@ fn after_a_kill_the_rerun_finishes_with_no_one_missing_and_duplicates_only_where
     );
 }
 
+/// `on_uncertain = "skip"` (the default): after a kill -9, the rerun sends
+/// nobody a second copy, and its summary names the uncertain ones.
+#[test]
+fn after_a_kill_skip_sends_no_second_copy_and_names_the_uncertain() {
+    let (server, site, mut child) = slow_send(15, 120, "concurrency = 10\n", 30);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(server.received().len() < 120, "finished before the kill");
+    let out = send(&site, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uncertain: Vec<String> = {
+        let db = site.db();
+        let mut stmt = db
+            .prepare("SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.was_uncertain = 1 ORDER BY s.id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(!uncertain.is_empty(), "the kill left deliveries in flight");
+    let counts = server.per_recipient();
+    for i in 1..=120 {
+        let email = format!("person{i}@example.com");
+        let n = counts.get(&email).copied().unwrap_or(0);
+        assert!(n <= 1, "{email} got {n} copies");
+        assert!(n == 1 || uncertain.contains(&email), "{email} is missing");
+    }
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!("uncertain {}", uncertain.len())),
+        "{said}"
+    );
+    for email in uncertain.iter().take(5) {
+        assert!(said.contains(email.as_str()), "{email} not named: {said}");
+    }
+}
+
+/// A mailbox refused for good (550, 551, 553, or any 5.1.x) bounces that
+/// subscriber; another permanent refusal fails that delivery only.
+#[test]
+fn mailbox_refusals_bounce_and_other_refusals_fail_one_delivery() {
+    let reply = |who: &str, code: u16, text: &str| (who.to_string(), code, text.to_string());
+    let server = MailServer::start(Faults {
+        replies: vec![
+            reply("person1@example.com", 551, "5.1.6 User has moved"),
+            reply(
+                "person2@example.com",
+                553,
+                "5.1.3 Bad destination mailbox address syntax",
+            ),
+            reply("person3@example.com", 552, "5.1.1 No such user here"),
+            reply(
+                "person4@example.com",
+                554,
+                "5.7.1 Message refused by policy",
+            ),
+        ],
+        ..Default::default()
+    });
+    let site = site(&server.url(), 6, "");
+    let out = send(&site, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for i in 1..=3 {
+        assert_eq!(
+            site.status(&format!("person{i}@example.com")),
+            gazette::store::Status::Bounced,
+            "person{i}"
+        );
+    }
+    assert_eq!(
+        site.status("person4@example.com"),
+        gazette::store::Status::Active
+    );
+    assert_eq!(
+        site.count("SELECT count(*) FROM deliveries WHERE state = 'failed'"),
+        4
+    );
+    assert_eq!(server.received().len(), 2, "person5 and person6");
+}
+
+/// A server that defers every message until the attempts run out: those
+/// deliveries fail, and the exit code says something is wrong (1).
+#[test]
+fn deliveries_that_run_out_of_attempts_fail_and_the_exit_code_says_so() {
+    let server = MailServer::start(Faults {
+        data_451: 1_000,
+        ..Default::default()
+    });
+    let site = site(&server.url(), 2, "max_attempts = 2\n");
+    let out = send(&site, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("2 deliveries failed after every attempt was deferred"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        site.count("SELECT count(*) FROM deliveries WHERE state = 'failed' AND attempts = 2"),
+        2
+    );
+    assert_eq!(
+        site.count("SELECT count(*) FROM subscribers WHERE status = 'active'"),
+        2,
+        "not bounced"
+    );
+}
+
+/// 20 permanent refusals in a row are a configuration problem, not bad
+/// addresses: the send stops (exit 1) and leaves the rest pending.
+#[test]
+fn twenty_refusals_in_a_row_stop_the_send() {
+    let server = MailServer::start(Faults {
+        refuse_all: Some((554, "5.7.1 Relay access denied".into())),
+        ..Default::default()
+    });
+    let site = site(&server.url(), 40, "concurrency = 1\n");
+    let out = send(&site, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused 20 messages in a row"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        site.count("SELECT count(*) FROM deliveries WHERE state = 'failed'"),
+        20
+    );
+    assert_eq!(
+        site.count("SELECT count(*) FROM deliveries WHERE state = 'pending'"),
+        20
+    );
+    assert_eq!(
+        site.count("SELECT count(*) FROM subscribers WHERE status = 'bounced'"),
+        0
+    );
+}
+
 #[test]
 fn several_relays_share_the_send_and_a_dead_one_leaves_the_rotation() {
     let a = MailServer::start(Faults::default());
@@ -567,4 +705,143 @@ fn pipelined_mail_rcpt_data_take_every_reply_path() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.per_recipient().len(), 6);
     assert!(server.per_recipient().values().all(|&n| n == 1));
+}
+
+/// A scripted SMTP server on loopback for one message: advertises PIPELINING or
+/// not, and reports whether the client sent MAIL, RCPT and DATA before waiting
+/// for the reply to MAIL.
+fn scripted_server(pipelining: bool) -> (String, std::thread::JoinHandle<bool>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("smtp://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let mut out = stream.try_clone().unwrap();
+        let mut lines = BufReader::new(stream);
+        let mut line = String::new();
+        let mut read = |line: &mut String| {
+            line.clear();
+            lines.read_line(line).map(|n| n > 0).unwrap_or(false)
+        };
+        out.write_all(b"220 scripted.test ESMTP\r\n").unwrap();
+        assert!(read(&mut line) && line.starts_with("EHLO"), "{line}");
+        let ehlo: &[u8] = if pipelining {
+            b"250-scripted.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+        } else {
+            b"250-scripted.test\r\n250 8BITMIME\r\n"
+        };
+        out.write_all(ehlo).unwrap();
+        assert!(read(&mut line) && line.starts_with("MAIL FROM"), "{line}");
+        // Without a reply to MAIL: does the rest come anyway?
+        let mut early = Vec::new();
+        while early.len() < 2 && read(&mut line) {
+            early.push(line.clone());
+        }
+        let pipelined =
+            early.len() == 2 && early[0].starts_with("RCPT TO") && early[1].starts_with("DATA");
+        out.write_all(b"250 2.1.0 ok\r\n").unwrap();
+        if !pipelined {
+            while early.len() < 2 {
+                assert!(read(&mut line), "the client stopped");
+                early.push(line.clone());
+                out.write_all(if early.len() == 1 {
+                    b"250 2.1.5 ok\r\n"
+                } else {
+                    b""
+                })
+                .unwrap();
+            }
+            out.write_all(b"354 go ahead\r\n").unwrap();
+        } else {
+            out.write_all(b"250 2.1.5 ok\r\n354 go ahead\r\n").unwrap();
+        }
+        while read(&mut line) && line != ".\r\n" {}
+        out.write_all(b"250 2.0.0 queued\r\n").unwrap();
+        if read(&mut line) && line.starts_with("QUIT") {
+            let _ = out.write_all(b"221 bye\r\n");
+        }
+        pipelined
+    });
+    (url, handle)
+}
+
+/// `[smtp] pipelining = "auto"` (the default) pipelines where the server's
+/// EHLO reply offers PIPELINING, and only there.
+#[test]
+fn pipelining_follows_what_the_server_advertises() {
+    for advertised in [true, false] {
+        let (url, server) = scripted_server(advertised);
+        let site = site(&url, 1, "concurrency = 1\n");
+        let out = send(&site, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            server.join().unwrap(),
+            advertised,
+            "advertised {advertised}"
+        );
+    }
+}
+
+/// A certificate for `localhost`, made here (rcgen), as PEM files.
+fn test_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// STARTTLS and AUTH against a real TLS server (mailin-embedded with a
+/// certificate made in the test): an unknown authority is refused (not
+/// "unreachable"), `[smtp] ca_file` makes it trusted, the login works over TLS,
+/// and a wrong password is a refusal that does not print it.
+#[test]
+fn starttls_and_auth_against_a_tls_server_with_its_own_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = test_certificate(dir.path());
+    let password = "relay-password-0123";
+    let server = MailServer::start_tls(&cert, &key, "editor", password);
+    let url = format!("smtp://editor@localhost:{}", server.port);
+    let trusted = format!(
+        "require_tls = true\nca_file = {:?}\n",
+        cert.display().to_string()
+    );
+    let send_with = |site: &Site, password: &str| {
+        send_cmd(site, &[])
+            .env("GAZETTE_SMTP__PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+
+    let unknown = site(&url, 2, "require_tls = true\n");
+    let out = send_with(&unknown, password);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("answered, but the connection cannot be used")
+            && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert!(server.received().is_empty());
+
+    let good = site(&url, 2, &trusted);
+    let out = send_with(&good, password);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.received().len(), 2);
+    let logins = server.state.logins.lock().unwrap().clone();
+    assert!(
+        !logins.is_empty() && logins.iter().all(|(_, user)| user == "editor"),
+        "{logins:?}"
+    );
+
+    let wrong = site(&url, 1, &trusted);
+    let out = send_with(&wrong, "not-the-password-99");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("login as editor"), "{err}");
+    assert!(!err.contains("not-the-password-99"), "{err}");
+    assert_eq!(server.received().len(), 2);
 }

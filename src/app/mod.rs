@@ -219,7 +219,7 @@ pub fn render_fitting(
     let mut left_out = Vec::new();
     loop {
         let issue = render::render(&selection, choices, &ctx)?;
-        let sent_size = crate::message::sent_size(&issue, config, week);
+        let sent_size = crate::message::sent_size(&issue, config, week)?;
         let last_unpinned = selection
             .picks
             .iter()

@@ -11,13 +11,61 @@ pub fn export_subscriber(store: &Store, email: &str) -> Result<serde_json::Value
         .expect("the subscriber was just found"))
 }
 
-/// `gazette subscribers wipe EMAIL`.
-pub fn wipe_subscriber(store: &mut Store, email: &str, now: DateTime<Utc>) -> Result<String> {
+/// `gazette subscribers wipe EMAIL`: the database's record, and every copy of
+/// a message to the address kept on disk (the file outbox, test copies,
+/// confirmation mails).
+pub fn wipe_subscriber(
+    config: &Config,
+    store: &mut Store,
+    email: &str,
+    now: DateTime<Utc>,
+) -> Result<String> {
     let s = subscriber(store, email)?;
     store.wipe_subscriber(s.id, now)?;
+    let removed = remove_kept_messages(&config.output.dir, s.id, &s.email)?;
     Ok(format!(
-        "erased {email}: only a salted hash remains, so no import can add it again"
+        "erased {email}: only a salted hash remains, so no import can add it again; {removed} kept messages to it deleted"
     ))
+}
+
+/// Deletes the messages to subscriber `id` at `email` kept anywhere under the
+/// output directory: their copy of each issue in a file outbox
+/// (`<week>/outbox/<id>.eml`), and any `.eml` that names the address (test
+/// copies, confirmation mails).
+fn remove_kept_messages(output: &Path, id: i64, email: &str) -> Result<usize> {
+    let own_name = format!("{id:010}.eml");
+    let needle = email.to_lowercase();
+    let mut removed = 0;
+    let mut dirs = vec![output.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|x| x != "eml") {
+                continue;
+            }
+            let in_outbox = path
+                .parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|n| n == "outbox");
+            let named = in_outbox && path.file_name().is_some_and(|n| *n == *own_name);
+            let holds = || {
+                std::fs::read(&path)
+                    .is_ok_and(|b| String::from_utf8_lossy(&b).to_lowercase().contains(&needle))
+            };
+            if named || holds() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("deleting {}", path.display()))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// `gazette backup PATH`: a consistent copy of the live database.

@@ -27,13 +27,22 @@ pub struct RecipientStatus {
 }
 
 impl RecipientStatus {
+    /// Failed for good: `Action: failed` with a permanent status, or none (some
+    /// servers leave Status out), or a 5.x.x status without an action.
     pub fn is_hard(&self) -> bool {
-        self.status.starts_with('5') && self.action.eq_ignore_ascii_case("failed")
+        let failed = self.action.eq_ignore_ascii_case("failed")
+            || (self.action.is_empty() && self.status.starts_with('5'));
+        failed && !self.status.starts_with('4')
     }
+    /// Delayed, or failed with a temporary status (4.4.7: the remote server
+    /// gave up retrying): counted towards `[bounces] soft_limit`.
     pub fn is_soft(&self) -> bool {
-        self.status.starts_with('4')
-            || self.action.eq_ignore_ascii_case("delayed")
-            || (self.action.eq_ignore_ascii_case("failed") && !self.status.starts_with('5'))
+        !self.is_hard()
+            && (self.action.eq_ignore_ascii_case("delayed")
+                || (self.status.starts_with('4')
+                    && !["delivered", "relayed", "expanded"]
+                        .iter()
+                        .any(|a| self.action.eq_ignore_ascii_case(a))))
     }
 }
 
@@ -117,6 +126,61 @@ fn original_from(m: &Message) -> Original {
     }
 }
 
+/// The machine-readable parts of a report, and the original it reports on.
+struct ReportParts {
+    status: Option<String>,
+    feedback: Option<String>,
+    original: Original,
+}
+
+/// Finds the report's parts among `m`'s (anywhere in its MIME tree, not in
+/// attached messages): the first original is the one reported on.
+fn report_parts(m: &Message) -> ReportParts {
+    let mut found = ReportParts {
+        status: None,
+        feedback: None,
+        original: Original::default(),
+    };
+    for part in &m.parts {
+        let Some(ct) = part.content_type() else {
+            continue;
+        };
+        let full = format!(
+            "{}/{}",
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or("").to_ascii_lowercase()
+        );
+        let text = || {
+            part.text_contents()
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(part.contents()).into_owned())
+        };
+        let unset = found.original == Original::default();
+        match full.as_str() {
+            "message/delivery-status" | "message/global-delivery-status" => {
+                found.status = Some(text())
+            }
+            "message/feedback-report" => found.feedback = Some(text()),
+            "message/rfc822" | "message/global" if unset => {
+                if let Some(m) = part.message() {
+                    found.original = original_from(m);
+                }
+            }
+            "text/rfc822-headers" | "message/rfc822-headers" | "message/global-headers"
+                if unset =>
+            {
+                if let Some(m) = MessageParser::default()
+                    .parse(format!("{}\r\n\r\n", text().trim_end()).as_bytes())
+                {
+                    found.original = original_from(&m);
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
 /// Reads one message: a delivery report, a feedback report, or neither.
 pub fn read(raw: &[u8]) -> Report {
     let key_of = |m: Option<&Message>| -> String {
@@ -153,76 +217,40 @@ pub fn read(raw: &[u8]) -> Report {
         original: Original::default(),
         delivered_to,
     };
-    let report_type = msg
-        .root_part()
-        .content_type()
-        .filter(|ct| {
-            ct.ctype().eq_ignore_ascii_case("multipart")
-                && ct
-                    .subtype()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("report"))
-        })
-        .map(|ct| {
-            ct.attribute("report-type")
-                .unwrap_or("")
-                .to_ascii_lowercase()
-        });
-    let Some(report_type) = report_type else {
-        report.kind = match unsubscribe_request(&report) {
-            Some(tokens) => Kind::UnsubscribeRequest(tokens),
-            None => {
-                Kind::Unrecognised("not a multipart/report (RFC 3464 or RFC 5965) message".into())
-            }
-        };
-        return report;
-    };
-    let mut status_text = None;
-    let mut feedback_text = None;
-    for part in &msg.parts {
-        let Some(ct) = part.content_type() else {
-            continue;
-        };
-        let full = format!(
-            "{}/{}",
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().unwrap_or("").to_ascii_lowercase()
-        );
-        let text = || {
-            part.text_contents()
-                .map(str::to_string)
-                .unwrap_or_else(|| String::from_utf8_lossy(part.contents()).into_owned())
-        };
-        match full.as_str() {
-            "message/delivery-status" | "message/global-delivery-status" => {
-                status_text = Some(text())
-            }
-            "message/feedback-report" => feedback_text = Some(text()),
-            "message/rfc822" | "message/global" => {
-                if let Some(m) = part.message() {
-                    report.original = original_from(m);
-                }
-            }
-            "text/rfc822-headers" | "message/rfc822-headers" | "message/global-headers"
-                if report.original == Original::default() =>
-            {
-                if let Some(m) = MessageParser::default()
-                    .parse(format!("{}\r\n\r\n", text().trim_end()).as_bytes())
-                {
-                    report.original = original_from(&m);
-                }
-            }
-            _ => {}
+    let mut found = report_parts(&msg);
+    if found.status.is_none() && found.feedback.is_none() {
+        // A gateway may forward the report inside a message of its own.
+        if let Some(inner) = msg
+            .parts
+            .iter()
+            .filter_map(|p| p.message())
+            .map(report_parts)
+            .find(|r| r.status.is_some() || r.feedback.is_some())
+        {
+            found = inner;
         }
     }
-    report.kind = match (report_type.as_str(), status_text, feedback_text) {
-        ("delivery-status", Some(text), _) => {
+    report.original = found.original;
+    let (status_text, feedback_text) = (found.status, found.feedback);
+    // Real servers do not all write RFC 3464 to the letter: no report-type,
+    // the report inside a multipart/mixed, a wrong outer type. What makes a
+    // report is its machine-readable part.
+    report.kind = match (status_text, feedback_text) {
+        (Some(text), _) => {
             let recipients: Vec<RecipientStatus> = field_blocks(&text)
                 .iter()
-                .filter(|b| b.header_raw("Status").is_some())
+                // Some servers leave Status out of a failure: Action says it.
+                .filter(|b| b.header_raw("Status").is_some() || b.header_raw("Action").is_some())
                 .map(|b| RecipientStatus {
-                    address: header_text(b, "Final-Recipient")
-                        .or_else(|| header_text(b, "Original-Recipient"))
-                        .map(|a| typed_address(&a)),
+                    // The address as we gave it (Original-Recipient) before the
+                    // one it was forwarded to; an rfc822 one (some servers give
+                    // X.400 addresses).
+                    address: ["Original-Recipient", "Final-Recipient"]
+                        .iter()
+                        .filter_map(|h| header_text(b, h))
+                        .map(|a| typed_address(&a))
+                        .find(|a| a.contains('@'))
+                        .or_else(|| report.original.to.clone()),
                     action: header_text(b, "Action").unwrap_or_default().to_lowercase(),
                     status: header_text(b, "Status")
                         .unwrap_or_default()
@@ -239,7 +267,7 @@ pub fn read(raw: &[u8]) -> Report {
                 Kind::Bounce(recipients)
             }
         }
-        ("feedback-report", _, Some(text)) => {
+        (None, Some(text)) => {
             let blocks = field_blocks(&text);
             let first = blocks.first();
             match first.and_then(|b| header_text(b, "Feedback-Type")) {
@@ -253,9 +281,12 @@ pub fn read(raw: &[u8]) -> Report {
                 None => Kind::Unrecognised("a feedback report without Feedback-Type".into()),
             }
         }
-        (other, _, _) => Kind::Unrecognised(format!(
-            "a report of type {other:?} without its machine-readable part"
-        )),
+        (None, None) => match unsubscribe_request(&report) {
+            Some(tokens) => Kind::UnsubscribeRequest(tokens),
+            None => Kind::Unrecognised(
+                "no message/delivery-status or message/feedback-report part: not a delivery report (RFC 3464) or complaint (RFC 5965)".into(),
+            ),
+        },
     };
     report
 }
@@ -369,10 +400,15 @@ mod tests {
     }
 
     #[test]
-    fn the_same_bytes_give_the_same_key() {
+    fn a_report_is_keyed_by_its_message_id_else_by_its_bytes() {
+        assert_eq!(
+            read(b"Message-ID: <r1@mx.example>\r\nSubject: x\r\n\r\ny").key,
+            "<r1@mx.example>"
+        );
+        // sha256 of the bytes, computed with Python's hashlib.
         assert_eq!(
             read(b"Subject: x\r\n\r\ny").key,
-            read(b"Subject: x\r\n\r\ny").key
+            "sha256:3e548e2b3e4fc7bd7be7bb3a03ee7e64e0e93fcdb5a30a051ba069cbdc0e26c6"
         );
     }
 }

@@ -248,6 +248,9 @@ pub struct Smtp {
     /// The `Feedback-ID` header (Gmail's feedback loop), `{week}` replaced by
     /// the week: `{week}:weekly:news:example`.
     pub feedback_id: Option<String>,
+    /// A PEM certificate (authority) trusted besides the system's web roots, for
+    /// a relay with its own CA; read and checked when the config is loaded.
+    pub ca_file: Option<PathBuf>,
     /// More relays beside `url`, each with its own connections and limits.
     pub relays: Vec<Relay>,
 }

@@ -248,6 +248,7 @@ pub(super) struct RawSmtp {
     pub(super) unsubscribe_mailto: Option<String>,
     pub(super) bounce_domain: Option<String>,
     pub(super) feedback_id: Option<String>,
+    pub(super) ca_file: Option<String>,
     pub(super) relays: Vec<RawRelay>,
     pub(super) dkim: Option<RawDkim>,
     /// Only ever set from `GAZETTE_SMTP__PASSWORD`; refused in the file.
@@ -271,6 +272,7 @@ impl Default for RawSmtp {
             unsubscribe_mailto: None,
             bounce_domain: None,
             feedback_id: None,
+            ca_file: None,
             relays: Vec::new(),
             dkim: None,
             password: None,

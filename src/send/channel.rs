@@ -59,7 +59,13 @@ impl Failure {
 
 /// Codes that say the mailbox is bad (not that we are, or the message is).
 fn is_mailbox_refusal(code: u16, text: &str) -> bool {
-    matches!(code, 550 | 551 | 553) || text.trim_start().starts_with("5.1.")
+    // The enhanced code (RFC 3463) wherever the reply's text holds it: "5.1.1"
+    // is a bad mailbox, whatever the basic code.
+    let enhanced_5_1 = text.split_whitespace().any(|word| {
+        word.strip_prefix("5.1.")
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    });
+    matches!(code, 550 | 551 | 553) || enhanced_5_1
 }
 
 /// An open SMTP connection.
@@ -83,6 +89,8 @@ pub(crate) struct Dial {
     server: SmtpServer,
     require_tls: bool,
     allow_plaintext_auth: bool,
+    /// A certificate authority trusted besides the web roots (`[smtp] ca_file`).
+    ca_file: Option<std::path::PathBuf>,
     timeout: Duration,
     pipelining: Pipelining,
 }
@@ -108,6 +116,7 @@ impl Channel {
                 server: server.clone(),
                 require_tls: config.smtp.require_tls,
                 allow_plaintext_auth: config.smtp.allow_plaintext_auth,
+                ca_file: config.smtp.ca_file.clone(),
                 timeout: Duration::from_secs(config.smtp.timeout_secs),
                 pipelining: config.smtp.pipelining,
             },
@@ -243,7 +252,14 @@ impl std::fmt::Display for DialError {
 /// broken connection may pass.
 fn lettre_dial_error(step: &str, e: lettre::transport::smtp::Error) -> DialError {
     let why = format!("{step}: {e}");
-    if e.is_permanent() || e.is_tls() {
+    // A certificate refused arrives as a connection error wrapping rustls's.
+    let mut certificate = false;
+    let mut source: Option<&dyn std::error::Error> = Some(&e);
+    while let Some(err) = source {
+        certificate |= err.to_string().to_ascii_lowercase().contains("certificate");
+        source = err.source();
+    }
+    if e.is_permanent() || e.is_tls() || certificate {
         DialError::Refused(why)
     } else {
         DialError::Unreachable(why)
@@ -256,6 +272,7 @@ async fn connect(dial: &Dial) -> Result<Conn, DialError> {
         server,
         require_tls,
         allow_plaintext_auth,
+        ca_file,
         timeout,
         pipelining,
     } = dial;
@@ -290,7 +307,19 @@ async fn connect(dial: &Dial) -> Result<Conn, DialError> {
         }
     }
     let hello = ClientId::default();
-    let tls = || TlsParameters::new(server.host.clone()).map_err(|e| Refused(format!("TLS: {e}")));
+    let tls = || {
+        let mut builder = TlsParameters::builder(server.host.clone());
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| Refused(format!("[smtp] ca_file {}: {e}", path.display())))?;
+            let cert = lettre::transport::smtp::client::Certificate::from_pem(&pem)
+                .map_err(|e| Refused(format!("[smtp] ca_file {}: {e}", path.display())))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder
+            .build_rustls()
+            .map_err(|e| Refused(format!("TLS: {e}")))
+    };
     let mut conn = if server.implicit_tls {
         AsyncSmtpConnection::connect_tokio1(
             (server.host.as_str(), server.port),

@@ -95,6 +95,9 @@ pub struct SendSummary {
     pub skipped: u64,
     /// Still to do (a later run will): non-zero means the send did not finish.
     pub pending: u64,
+    /// Failed in this run after every attempt was deferred (4xx, timeouts):
+    /// the server's trouble, not the address's.
+    pub gave_up: u64,
     /// Some of the addresses whose delivery is (or was) uncertain.
     pub uncertain_addresses: Vec<String>,
 }
@@ -284,6 +287,7 @@ pub async fn send_issue(
         stop,
         fatal: Mutex::new(None),
         consecutive_refusals: AtomicUsize::new(0),
+        gave_up: Default::default(),
         relays: plan
             .iter()
             .map(|relay| RelayState {
@@ -351,6 +355,7 @@ pub async fn send_issue(
         uncertain: after.uncertain + after.resent_uncertain,
         skipped: after.skipped,
         pending: after.pending + after.sending,
+        gave_up: shared.gave_up.load(std::sync::atomic::Ordering::SeqCst),
         uncertain_addresses,
     })
 }

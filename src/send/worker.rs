@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) fatal: Mutex<Option<SendError>>,
     pub(crate) consecutive_refusals: AtomicUsize,
+    /// Deliveries failed because the server kept deferring them until the
+    /// attempts ran out (not refused for good).
+    pub(crate) gave_up: AtomicU64,
     pub(crate) relays: Vec<RelayState>,
     pub(crate) progress: Arc<dyn Progress>,
 }
@@ -289,6 +292,9 @@ async fn deliver_one(
                 .failed(id, &f.message, f.reply.as_deref(), f.bounce)
                 .await?;
             shared.progress.delivered();
+            if f.transient {
+                shared.gave_up.fetch_add(1, Ordering::SeqCst);
+            }
             if !f.transient && !f.bounce {
                 let n = shared.consecutive_refusals.fetch_add(1, Ordering::SeqCst) + 1;
                 if n >= 20 {

@@ -324,6 +324,22 @@ async fn unsubscribe_page(
     )
 }
 
+/// Whether a POST body is RFC 8058's one-click request: the form field
+/// `List-Unsubscribe=One-Click`, url-encoded or as `multipart/form-data` (both
+/// are allowed, §3.1).
+fn is_one_click(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    if url::form_urlencoded::parse(body).any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click") {
+        return true;
+    }
+    // multipart/form-data: the part named List-Unsubscribe holds One-Click.
+    text.split("name=\"List-Unsubscribe\"").skip(1).any(|rest| {
+        rest.split_once("\r\n\r\n")
+            .or_else(|| rest.split_once("\n\n"))
+            .is_some_and(|(_, value)| value.trim_start().starts_with("One-Click"))
+    })
+}
+
 /// POST of the List-Unsubscribe URL: with the body `List-Unsubscribe=One-Click`
 /// from a mailbox provider (RFC 8058), or from the page's button. Idempotent.
 async fn unsubscribe(
@@ -334,7 +350,7 @@ async fn unsubscribe(
     let Some(id) = state.signer.verify_unsubscribe(&token) else {
         return state.bad_link();
     };
-    let one_click = String::from_utf8_lossy(&body).contains("List-Unsubscribe=One-Click");
+    let one_click = is_one_click(&body);
     let method = if one_click {
         UnsubscribeMethod::OneClick
     } else {

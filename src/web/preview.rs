@@ -195,7 +195,7 @@ pub(super) fn preview_data(
     Ok(Some(PreviewData {
         week,
         fingerprint: app::fingerprint(&issue.subject, &selection.picks),
-        sent_size: crate::message::sent_size(&issue, config, week),
+        sent_size: crate::message::sent_size(&issue, config, week)?,
         default_subject: render::subject(&selection, &plain, &config.newsletter),
         default_preheader: render::preheader(&selection, &plain),
         default_intro: render::generated_intro(&selection),

@@ -63,6 +63,25 @@ pub(super) fn smtp(cx: &Context, s: RawSmtp) -> Result<Smtp, ConfigError> {
             ));
         }
     }
+    let ca_file = match &s.ca_file {
+        None => None,
+        Some(f) => {
+            let path = cx.resolve(f);
+            let pem = std::fs::read(&path).map_err(|e| {
+                cx.error(
+                    "smtp.ca_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            lettre::transport::smtp::client::Certificate::from_pem(&pem).map_err(|e| {
+                cx.error(
+                    "smtp.ca_file",
+                    format!("{} is not a PEM certificate: {e}", path.display()),
+                )
+            })?;
+            Some(path)
+        }
+    };
     let mut relays = Vec::new();
     for (i, r) in s.relays.into_iter().enumerate() {
         if matches!(transport, Transport::Outbox(_)) {
@@ -93,6 +112,7 @@ pub(super) fn smtp(cx: &Context, s: RawSmtp) -> Result<Smtp, ConfigError> {
         unsubscribe_mailto: s.unsubscribe_mailto,
         bounce_domain: s.bounce_domain,
         feedback_id: s.feedback_id,
+        ca_file,
         relays,
     })
 }

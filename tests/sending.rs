@@ -845,3 +845,33 @@ fn starttls_and_auth_against_a_tls_server_with_its_own_authority() {
     assert!(!err.contains("not-the-password-99"), "{err}");
     assert_eq!(server.received().len(), 2);
 }
+
+/// Implicit TLS (`smtps://`): the certificate is checked from the first byte:
+/// an unknown authority refused, `[smtp] ca_file` trusted, the mail delivered.
+#[test]
+fn implicit_tls_checks_the_certificate_and_delivers() {
+    use crate::mailserver::TlsFront;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = test_certificate(dir.path());
+    let server = MailServer::start(Faults::default());
+    let front = TlsFront::start(server.port, &cert, &key);
+    let url = format!("smtps://localhost:{}", front.port);
+    let unknown = site(&url, 1, "");
+    let out = send(&unknown, &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("answered, but the connection cannot be used")
+            && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert!(server.received().is_empty());
+    let trusted = site(
+        &url,
+        2,
+        &format!("ca_file = {:?}\n", cert.display().to_string()),
+    );
+    let out = send(&trusted, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.received().len(), 2);
+}

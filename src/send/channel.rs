@@ -329,7 +329,8 @@ async fn connect(dial: &Dial) -> Result<Conn, DialError> {
             None,
         )
         .await
-        .map_err(|e| Unreachable(e.to_string()))?
+        // A certificate refused is a setting; a server not there, the network.
+        .map_err(|e| lettre_dial_error("TLS connection", e))?
     } else {
         let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
             .await

@@ -218,6 +218,11 @@ CREATE TABLE approvals (
     approved_at INTEGER NOT NULL
 );
 
+-- migration: 7
+-- A delivery the server kept deferring (4xx, timeouts) until max_attempts ran
+-- out: failed for this run, tried again by the next one.
+ALTER TABLE deliveries ADD COLUMN gave_up INTEGER NOT NULL DEFAULT 0;
+
 -- query: feed_upsert
 INSERT INTO feeds (url, name) VALUES (?1, ?2)
 ON CONFLICT (url) DO UPDATE SET name = excluded.name
@@ -406,8 +411,13 @@ UPDATE deliveries SET state = 'pending', last_error = :error, smtp_reply = :repl
 WHERE issue_id = :issue AND subscriber_id = :subscriber;
 
 -- query: delivery_failed
-UPDATE deliveries SET state = 'failed', last_error = ?3, smtp_reply = ?4, updated_at = ?5
+UPDATE deliveries SET state = 'failed', last_error = ?3, smtp_reply = ?4, updated_at = ?5, gave_up = ?6
 WHERE issue_id = ?1 AND subscriber_id = ?2;
+
+-- Deliveries the last run gave up on after deferrals: this run tries them again.
+-- query: deliveries_requeue_gave_up
+UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = 0, gave_up = 0, updated_at = ?2
+WHERE issue_id = ?1 AND state = 'failed' AND gave_up = 1;
 
 -- query: deliveries_count_by_state
 SELECT state, count(*) AS deliveries, sum(was_uncertain) AS were_uncertain FROM deliveries WHERE issue_id = ?1 GROUP BY state;
@@ -478,6 +488,9 @@ ON CONFLICT (week) DO UPDATE SET approved_by = excluded.approved_by, approved_at
 
 -- query: approval_delete
 DELETE FROM approvals WHERE week = ?1;
+
+-- query: stories_recent_times
+SELECT published_at FROM stories ORDER BY published_at DESC LIMIT ?1;
 
 -- query: stories_count_between
 SELECT count(*) AS stories FROM stories WHERE published_at >= ?1 AND published_at < ?2;

@@ -34,7 +34,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DigestError + '_ {
 
 const ISSUE_TEMPLATE: &str = r#"# The editor's choices for this issue. Rebuild (or reload the preview) to see them.
 #
-# subject = "A subject of your own"   # default: "<newsletter>: <top story>"
+# subject = "A subject of your own"   # default: the top story's headline, cut at a word
+# preheader = "The line inboxes show after the subject"   # default: the next headlines
 # intro = """
 # A few words from the editor. **Markdown** or plain text.
 # """

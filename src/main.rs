@@ -268,7 +268,8 @@ fn main() -> ExitCode {
     let filter = match log_filter(matches!(cli.command, Command::Serve)) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The filter's own error repeats its cause: say it once.
+            eprintln!("error: {e}: {}", e.root_cause());
             return ExitCode::from(2);
         }
     };

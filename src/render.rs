@@ -106,8 +106,14 @@ pub fn subject(selection: &Selection, choices: &EditorChoices, newsletter: &News
             let room = SUBJECT_CHARS
                 .saturating_sub(prefix.chars().count() + 2)
                 .max(20);
+            // "Weekly:" and "[Fintech]" bring their own separator.
+            let joint = if prefix.ends_with(|c: char| c.is_ascii_punctuation()) {
+                " "
+            } else {
+                ": "
+            };
             format!(
-                "{prefix}: {}",
+                "{prefix}{joint}{}",
                 crate::text::cut_at_word(&untrusted(&lead.title), room)
             )
         }
@@ -363,6 +369,15 @@ pub fn sections(briefs: &[Candidate]) -> Vec<(String, Vec<&Candidate>)> {
     if !rest.is_empty() {
         sections.push((MORE_STORIES.to_string(), rest));
     }
+    // Sections in the order of their best story, "More stories" too: the
+    // reader meets the stories close to the order they were ranked in.
+    let rank = |c: &Candidate| {
+        briefs
+            .iter()
+            .position(|b| std::ptr::eq(b, c))
+            .unwrap_or(usize::MAX)
+    };
+    sections.sort_by_key(|(_, list)| list.iter().map(|c| rank(c)).min());
     sections
 }
 
@@ -551,9 +566,11 @@ const TEXT_WIDTH: usize = 76;
 
 /// Wraps text to [`TEXT_WIDTH`] with an indent; a URL is never broken.
 fn wrap(text: &str, indent: &str) -> String {
+    // Break at spaces only: Unicode line-breaking would split a URL after "?".
     let options = textwrap::Options::new(TEXT_WIDTH)
         .initial_indent(indent)
         .subsequent_indent(indent)
+        .word_separator(textwrap::WordSeparator::AsciiSpace)
         .break_words(false)
         .word_splitter(textwrap::WordSplitter::NoHyphenation);
     textwrap::fill(text, options)
@@ -878,6 +895,13 @@ mod tests {
             "{prefixed}"
         );
         assert!(prefixed.chars().count() <= SUBJECT_CHARS, "{prefixed}");
+        for (prefix, start) in [
+            ("Weekly:", "Weekly: Bithumb"),
+            ("[Fintech]", "[Fintech] Bithumb"),
+        ] {
+            let s2 = subject_line(&s, &newsletter(Some(prefix)));
+            assert!(s2.starts_with(start), "{s2}");
+        }
         let own = EditorChoices {
             subject: Some("Our pick of the week".into()),
             ..Default::default()
@@ -952,6 +976,12 @@ mod tests {
             markdown_text(md),
             "Hello all.\n\n- one\n- two with a link <https://x.example/a>\n\nSee <https://x.example/b>."
         );
+        // A URL in running text is never broken, not even after "?" or "&".
+        let url = "https://preview.example/some/long/path/to/a/picture.jpg?width=3024&format=pjpg&auto=webp&s=abcdef";
+        let text = markdown_text(&format!(
+            "See the picture here: {url} and more words follow"
+        ));
+        assert!(text.lines().any(|l| l.contains(url)), "{text}");
         let long = format!("- {}", "word ".repeat(30));
         let text = markdown_text(&long);
         assert!(

@@ -20,7 +20,7 @@ fn debug_logs_are_gazettes_own_and_info_has_a_line_per_stage() {
     for noisy in ["html5ever", "selectors", "markup5ever", "hyper"] {
         assert!(!log.contains(noisy), "{noisy} in:\n{log}");
     }
-    for own in ["issue built", "deliveries to make", "delivered in this run"] {
+    for own in ["issue built", "deliveries to make", "handled in this run"] {
         assert!(log.contains(own), "no {own:?} in:\n{log}");
     }
     let delivered = log
@@ -155,13 +155,20 @@ fn an_address_that_cannot_be_sent_to_is_refused_by_name() {
         "\"j\"@example.com",
         "a..b@example.com",
         ".a@example.com",
+        "é@example.com",
+        "x@localhost",
     ] {
         let out = site.run(&["subscribers", "add", bad]);
         assert!(!out.status.success(), "{bad} accepted");
         assert!(stderr(&out).contains(bad), "{bad}: {}", stderr(&out));
     }
     site.ok(&["subscribers", "add", "o'brien+news@example.com"]);
-    site.ok(&["subscribers", "add", "josé@example.com"]);
+    // An internationalised domain is stored in its ASCII form.
+    site.ok(&["subscribers", "add", "jose@exämple.com"]);
+    assert_eq!(
+        site.count("SELECT count(*) FROM subscribers WHERE email = 'jose@xn--exmple-cua.com'"),
+        1
+    );
 }
 
 #[test]
@@ -199,5 +206,25 @@ fn serve_refuses_the_development_secret_beyond_loopback() {
     assert!(
         err.contains("GAZETTE_SECRET is not set") && err.contains("development secret"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_missing_seed_file_creates_no_database() {
+    let site = Site::sample();
+    let config = std::fs::read_to_string(site.path("config.toml"))
+        .unwrap()
+        .replace("sample/subscribers.csv", "sample/nope.csv");
+    std::fs::write(site.path("config.toml"), config).unwrap();
+    let out = site.run(&["subscribers", "count"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("seed_subscribers") && stderr(&out).contains("nope.csv"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !site.path("gazette.db").exists(),
+        "no empty database left behind"
     );
 }

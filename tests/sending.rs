@@ -585,6 +585,15 @@ fn deliveries_that_run_out_of_attempts_fail_and_the_exit_code_says_so() {
         2,
         "not bounced"
     );
+    // The server recovers: the next run delivers them.
+    server.state.faults.lock().unwrap().data_451 = 0;
+    let out = send(&site, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.received().len(), 2);
+    assert_eq!(
+        site.count("SELECT count(*) FROM deliveries WHERE state = 'sent'"),
+        2
+    );
 }
 
 /// 20 permanent refusals in a row are a configuration problem, not bad

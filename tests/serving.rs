@@ -510,6 +510,11 @@ fn the_archive_and_feed_list_a_sent_issue() {
     let site = sent_site(2, "");
     let server = Serving::start(&site, &[], crate::util::NOW);
     let http = client();
+    // base_url itself, where every footer's links point, is the archive too.
+    assert_eq!(
+        http.get(server.url("/letter/")).send().unwrap().status(),
+        200
+    );
     let home = http.get(server.url("/")).send().unwrap();
     let header = |name: &str| {
         home.headers()

@@ -36,6 +36,16 @@ pub use subscribers::*;
 /// set, imports that file once.
 pub fn open_store(config: &Config) -> Result<Store> {
     let fresh = !config.database.path.exists();
+    // A seed that cannot be read must not leave an empty database behind:
+    // it would never be seeded once the path is fixed.
+    if let (true, Some(seed)) = (fresh, &config.database.seed_subscribers) {
+        if !seed.is_file() {
+            bail!(
+                "[database] seed_subscribers: {} does not exist (nothing was created; fix the path, or remove the key)",
+                seed.display()
+            );
+        }
+    }
     // The store's errors name the file already.
     let mut store = Store::open(&config.database.path)?;
     if fresh {

@@ -63,25 +63,36 @@ pub fn next_week(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<I
     })
 }
 
-/// The recent weeks for the desk, newest first: story count and status.
+/// The weeks for the desk, newest first, with their story counts and status:
+/// the week that goes out next, then the latest weeks that have stories.
 pub fn recent_weeks(
     config: &Config,
     store: &Store,
     now: DateTime<Utc>,
     count: usize,
 ) -> Result<Vec<(IsoWeek, u64, WeekStatus)>> {
-    let mut week = next_week(config, store, now)?;
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let (start, end) = week.bounds(config.newsletter.timezone);
-        out.push((
-            week,
-            store.story_count_between(start, end)?,
-            week_status(store, week)?,
-        ));
-        week = week.previous();
+    let tz = config.newsletter.timezone;
+    let mut weeks = vec![next_week(config, store, now)?];
+    for at in store.recent_publication_times(5000)? {
+        if weeks.len() >= count {
+            break;
+        }
+        let week = IsoWeek::containing(at, tz);
+        if !weeks.contains(&week) {
+            weeks.push(week);
+        }
     }
-    Ok(out)
+    weeks
+        .into_iter()
+        .map(|week| {
+            let (start, end) = week.bounds(tz);
+            Ok((
+                week,
+                store.story_count_between(start, end)?,
+                week_status(store, week)?,
+            ))
+        })
+        .collect()
 }
 
 /// What identifies an issue's content for an approval: its subject and its
@@ -285,7 +296,7 @@ pub async fn send(
 
 /// The line a send ends with.
 pub fn describe_send(summary: &crate::send::SendSummary) -> String {
-    if summary.sent == 0 && summary.pending == 0 {
+    if summary.sent == 0 && summary.pending == 0 && summary.gave_up == 0 {
         format!("{}: nothing left to send. {}", summary.week, summary.line())
     } else {
         summary.line()

@@ -15,15 +15,17 @@ pub enum InvalidAddress {
         address: String,
         reason: lettre::address::AddressError,
     },
-    #[error("{0}: a quoted or unusual local part (before the @) is not accepted: most mail servers and clients cannot send to it")]
+    #[error("{0}: a quoted, unusual or non-ASCII local part (before the @) is not accepted: most mail servers cannot receive it")]
     Unusual(String),
+    #[error("{0}: the domain (after the @) is not one mail can be routed to")]
+    Unroutable(String),
 }
 
 /// RFC 5322's `atext`, plus the non-ASCII letters of RFC 6531.
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || "!#$%&'*+/=?^_`{|}~-".contains(c)
-        || !c.is_ascii() && !c.is_control() && !c.is_whitespace()
+    // ASCII only: a non-ASCII local part needs SMTPUTF8 (RFC 6531), which many
+    // servers refuse and gazette does not send.
+    c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c)
 }
 
 /// Validates an address with lettre's parser, and insists on a plain local part
@@ -52,7 +54,13 @@ pub fn valid_address(email: &str) -> Result<String, InvalidAddress> {
     if !plain {
         return Err(InvalidAddress::Unusual(trimmed.to_string()));
     }
-    Ok(address.to_string())
+    // An internationalised domain travels as its ASCII (punycode) form; a
+    // domain must be one the internet can route to (a dot, not an IP literal).
+    let domain = match url::Host::parse(address.domain()) {
+        Ok(url::Host::Domain(d)) if d.contains('.') && !d.ends_with('.') => d,
+        _ => return Err(InvalidAddress::Unroutable(trimmed.to_string())),
+    };
+    Ok(format!("{}@{domain}", address.user()))
 }
 
 #[derive(Debug, Default)]
@@ -308,6 +316,8 @@ pub fn count_subscribers(store: &Store, json: bool) -> Result<String> {
         let map: serde_json::Map<String, serde_json::Value> =
             counts.into_iter().map(|(k, v)| (k, v.into())).collect();
         serde_json::Value::Object(map).to_string()
+    } else if counts.is_empty() {
+        "no subscribers yet".to_string()
     } else {
         counts
             .iter()

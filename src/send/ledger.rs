@@ -202,19 +202,22 @@ impl Ledger {
         .map(drop)
     }
 
-    /// A permanent failure; `bounce` also marks the subscriber bounced.
+    /// A failure for this run; `bounce` also marks the subscriber bounced,
+    /// `gave_up` (deferred until the attempts ran out) lets the next run retry.
     pub(crate) async fn failed(
         &self,
         subscriber_id: i64,
         error: &str,
         reply: Option<&str>,
         bounce: bool,
+        gave_up: bool,
     ) -> Result<(), SendError> {
         self.commit(LedgerWrite::Failed {
             subscriber_id,
             error: error.to_string(),
             reply: reply.map(str::to_string),
             bounce,
+            gave_up,
         })
         .await
         .map(drop)

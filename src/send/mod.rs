@@ -181,7 +181,7 @@ impl Progress for LogProgress {
     fn finish(&self) {
         use std::sync::atomic::Ordering;
         tracing::info!(
-            "{}: {} delivered in this run",
+            "{}: {} deliveries handled in this run",
             self.label,
             self.done.load(Ordering::Relaxed)
         );

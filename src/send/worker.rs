@@ -250,7 +250,7 @@ async fn deliver_one(
             // An address that cannot be written into a message never will be.
             shared
                 .ledger
-                .failed(id, &e.to_string(), None, false)
+                .failed(id, &e.to_string(), None, false, false)
                 .await?;
             shared.progress.delivered();
             return Ok(());
@@ -289,7 +289,7 @@ async fn deliver_one(
             tracing::warn!(subscriber = id, error = %f.message, "delivery failed");
             shared
                 .ledger
-                .failed(id, &f.message, f.reply.as_deref(), f.bounce)
+                .failed(id, &f.message, f.reply.as_deref(), f.bounce, f.transient)
                 .await?;
             shared.progress.delivered();
             if f.transient {

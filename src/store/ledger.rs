@@ -58,6 +58,8 @@ pub enum LedgerWrite {
         error: String,
         reply: Option<String>,
         bounce: bool,
+        /// Deferred until the attempts ran out: the next run tries again.
+        gave_up: bool,
     },
 }
 
@@ -223,6 +225,8 @@ impl Store {
                 tx.prepare_cached(sql::DELIVERIES_RESEND_UNCERTAIN)?
                     .execute(params![issue_id, now])?;
             }
+            tx.prepare_cached(sql::DELIVERIES_REQUEUE_GAVE_UP)?
+                .execute(params![issue_id, now])?;
             tx.prepare_cached(sql::DELIVERIES_ENROL)?
                 .execute(params![issue_id, now])?;
             Ok(())
@@ -398,13 +402,15 @@ fn apply_in(
             error,
             reply,
             bounce,
+            gave_up,
         } => {
             tx.prepare_cached(sql::DELIVERY_FAILED)?.execute(params![
                 issue_id,
                 subscriber_id,
                 error,
                 reply,
-                at
+                at,
+                *gave_up
             ])?;
             if *bounce {
                 set_status_in(

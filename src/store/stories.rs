@@ -121,6 +121,16 @@ impl Store {
     }
 
     /// Stories published in `[start, end)`.
+    /// When the most recently published stories were published, newest first.
+    pub fn recent_publication_times(&self, limit: usize) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        query_all(
+            &self.conn,
+            sql::STORIES_RECENT_TIMES,
+            params![limit as i64],
+            |r| Ok(from_unix(r.get("published_at")?)),
+        )
+    }
+
     /// How many stories were published in `[start, end)`.
     pub fn story_count_between(
         &self,

@@ -200,7 +200,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut router = if prefix.is_empty() {
         routes
     } else {
-        routes.clone().nest(&prefix, routes)
+        // base_url itself ends in "/": the footer's links point there.
+        routes
+            .clone()
+            .nest(&prefix, routes)
+            .route(&format!("{prefix}/"), get(archive))
     };
     for (name, value) in SECURITY_HEADERS {
         router = router.layer(

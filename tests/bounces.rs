@@ -77,6 +77,17 @@ fn fill(name: &str, email: &str, sent: &Sent, dir: &std::path::Path) {
     std::fs::write(dir.join(format!("{email}-{name}")), text).unwrap();
 }
 
+/// `gazette bounces import PATH`, which must succeed; what it printed.
+fn import_mail(site: &Site, path: &str) -> String {
+    let out = site
+        .command(&["bounces", "import", path])
+        .env("GAZETTE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn reports_from_real_servers_change_subscribers_as_the_policy_says() {
     let mail = MailServer::start(Faults::default());
@@ -93,15 +104,7 @@ fn reports_from_real_servers_change_subscribers_as_the_policy_says() {
     for name in ["not-a-report.eml", "report-without-status.eml"] {
         std::fs::copy(fixture(&format!("bounces/{name}")), inbox.join(name)).unwrap();
     }
-    let run = |path: &str| {
-        let out = site
-            .command(&["bounces", "import", path])
-            .env("GAZETTE_SECRET", SECRET)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |path: &str| import_mail(&site, path);
     let out = run("bounce-mail");
     assert!(
         out.starts_with("5 applied, 0 already read, 2 not recognised or not matched"),
@@ -191,12 +194,7 @@ fn a_maildir_is_read_and_a_report_matching_nobody_is_reported() {
         .unwrap()
         .replace("4F1A2B3C5D@mail", "5A6B7C8D9E@mail");
     std::fs::write(&second, text).unwrap();
-    let out = site
-        .command(&["bounces", "import", "Maildir"])
-        .env("GAZETTE_SECRET", SECRET)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = import_mail(&site, "Maildir");
     assert!(text.contains("matches no subscriber"), "{text}");
     assert!(text.starts_with("1 applied"), "{text}");
     assert_eq!(site.status("person6@example.com"), Status::Bounced);
@@ -251,13 +249,7 @@ fn forged_reports_change_nobody_and_an_unsubscribe_mail_applies_by_its_token() {
     )
     .unwrap();
 
-    let out = site
-        .command(&["bounces", "import", "forged"])
-        .env("GAZETTE_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = import_mail(&site, "forged");
     assert!(text.starts_with("1 applied"), "{text}");
     assert!(text.contains("3 unverified (not applied)"), "{text}");
     assert!(
@@ -286,12 +278,7 @@ fn forged_reports_change_nobody_and_an_unsubscribe_mail_applies_by_its_token() {
             [],
         )
         .unwrap();
-    let out = site
-        .command(&["bounces", "import", "forged"])
-        .env("GAZETTE_SECRET", SECRET)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = import_mail(&site, "forged");
     assert!(text.starts_with("0 applied, 1 already read"), "{text}");
     assert_eq!(site.status("person3@example.com"), Status::Active);
 }
@@ -423,13 +410,7 @@ fn each_proof_alone_matches_a_real_report() {
         "address.txt",
         report(4, real.replace("userx@example.com", "person4@example.com")),
     );
-    let out = site
-        .command(&["bounces", "import", "one-proof"])
-        .env("GAZETTE_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = import_mail(&site, "one-proof");
     assert!(text.starts_with("3 applied"), "{text}");
     assert!(text.contains("1 unverified"), "{text}");
     for i in 1..=3 {

@@ -85,7 +85,7 @@ fn broken_and_unreachable_feeds_are_named_and_the_rest_stored() {
     let out = site.run(&["fetch"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("3 of 4 feeds failed"), "{err}");
+    assert!(err.contains("3 of 4 sources failed"), "{err}");
     assert!(err.contains("feed broken.xml: not a feed"), "{err}");
     assert!(err.contains("feed feed.xml: unreachable"), "{err}");
     assert!(err.contains("feed missing.xml: HTTP status 404"), "{err}");

@@ -257,7 +257,7 @@ impl FetchSummary {
     pub fn error(&self) -> Option<anyhow::Error> {
         (self.failed > 0).then(|| {
             anyhow::anyhow!(
-                "{} of {} feeds failed (the others were stored):\n{}",
+                "{} of {} sources failed (feeds and the site's list pages; the others were stored):\n{}",
                 self.failed,
                 self.total,
                 self.failures.join("\n")

@@ -377,21 +377,18 @@ fn item(raw: RawItem, base: Option<&str>, stats: &mut ParseStats) -> Result<Feed
     }
     // The summary; its content's first paragraphs when it is absent or only boilerplate.
     let summary = from_summary
-        .map(|p| p.paragraphs.join(" "))
+        .map(|p| crate::text::join_paragraphs(p.paragraphs.iter().map(String::as_str)))
         .filter(|s| !s.is_empty())
         .or_else(|| {
             from_content.map(|p| {
-                let mut text = String::new();
-                for para in p.paragraphs {
-                    if text.chars().count() > 600 {
-                        break;
-                    }
-                    if !text.is_empty() {
-                        text.push(' ');
-                    }
-                    text.push_str(&para);
-                }
-                text
+                // The first paragraphs, about 600 characters of them.
+                let mut length = 0;
+                let first = p.paragraphs.iter().take_while(|para| {
+                    let take = length <= 600;
+                    length += para.chars().count() + 1;
+                    take
+                });
+                crate::text::join_paragraphs(first.map(String::as_str))
             })
         })
         .unwrap_or_default();

@@ -429,8 +429,13 @@ WHERE d.issue_id = ?1 AND (d.state = 'uncertain' OR d.was_uncertain = 1) ORDER B
 -- query: deliveries_would_receive
 SELECT s.id AS id, s.email AS email FROM subscribers s
 LEFT JOIN deliveries d ON d.subscriber_id = s.id AND d.issue_id = ?1
-WHERE s.status = 'active' AND (d.state IS NULL OR d.state = 'pending') AND s.id > ?2
+WHERE s.status = 'active' AND (d.state IS NULL OR d.state = 'pending' OR (d.state = 'failed' AND d.gave_up = 1))
+  AND s.id > ?2
 ORDER BY s.id LIMIT ?3;
+
+-- Deliveries a later run will try again (deferred until the attempts ran out).
+-- query: deliveries_gave_up_count
+SELECT count(*) AS deliveries FROM deliveries WHERE issue_id = ?1 AND state = 'failed' AND gave_up = 1;
 
 -- query: bounce_event_insert
 INSERT INTO bounce_events (report_key, subscriber_id, issue_id, kind, status, detail, at)

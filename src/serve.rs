@@ -183,6 +183,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Creates (and seeds) the database now, not on the first request or tick.
+    crate::app::open_store(&config)?;
     let configured = Signer::from_config(&config)?;
     if configured.development {
         // The development secret is public: anyone could forge the unsubscribe

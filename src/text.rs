@@ -33,21 +33,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_heading_does_not_run_into_the_next_sentence() {
-        let p = prose(
-            "<h2>Getting to the Moon is hard</h2><p>NASA made it look easy.</p><p>Still is?</p>",
-        );
-        assert_eq!(
-            join_paragraphs(p.paragraphs.iter().map(String::as_str)),
-            "Getting to the Moon is hard. NASA made it look easy. Still is?"
-        );
-        assert_eq!(
-            join_paragraphs(["Ends with a colon:", "next"]),
-            "Ends with a colon: next"
-        );
-    }
-
-    #[test]
     fn clean_line_removes_line_breaks() {
         assert_eq!(clean_line("a\r\nBcc: x\t y\u{7}"), "a Bcc: x y");
     }
@@ -169,23 +154,6 @@ pub fn prose(html: &str) -> Prose {
         }
     }
     prose
-}
-
-/// Paragraphs as one line of prose. A paragraph that ends without punctuation
-/// (a heading, a caption) gets a full stop, so it does not run into the next
-/// sentence ("Getting to the Moon is hard NASA made…").
-pub fn join_paragraphs<'a>(paragraphs: impl IntoIterator<Item = &'a str>) -> String {
-    let mut out = String::new();
-    for p in paragraphs {
-        if !out.is_empty() {
-            if !out.ends_with(|c: char| c.is_ascii_punctuation() || "…”’»".contains(c)) {
-                out.push('.');
-            }
-            out.push(' ');
-        }
-        out.push_str(p);
-    }
-    out
 }
 
 /// Feed HTML as prose: its paragraphs, and how many lost boilerplate.

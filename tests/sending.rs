@@ -585,6 +585,14 @@ fn deliveries_that_run_out_of_attempts_fail_and_the_exit_code_says_so() {
         2,
         "not bounced"
     );
+    // The issue is not finished (the schedule and cron would move on), and a
+    // dry run lists who the next run will try.
+    assert_eq!(
+        site.count("SELECT count(*) FROM issues WHERE finished_at IS NULL"),
+        1
+    );
+    let dry = send(&site, &["--dry-run"]);
+    assert_eq!(stdout(&dry).lines().count(), 2, "{}", stdout(&dry));
     // The server recovers: the next run delivers them.
     server.state.faults.lock().unwrap().data_451 = 0;
     let out = send(&site, &[]);
@@ -593,6 +601,10 @@ fn deliveries_that_run_out_of_attempts_fail_and_the_exit_code_says_so() {
     assert_eq!(
         site.count("SELECT count(*) FROM deliveries WHERE state = 'sent'"),
         2
+    );
+    assert_eq!(
+        site.count("SELECT count(*) FROM issues WHERE finished_at IS NOT NULL"),
+        1
     );
 }
 

@@ -54,13 +54,12 @@ pub fn valid_address(email: &str) -> Result<String, InvalidAddress> {
     if !plain {
         return Err(InvalidAddress::Unusual(trimmed.to_string()));
     }
-    // An internationalised domain travels as its ASCII (punycode) form; a
-    // domain must be one the internet can route to (a dot, not an IP literal).
-    let domain = match url::Host::parse(address.domain()) {
-        Ok(url::Host::Domain(d)) if d.contains('.') && !d.ends_with('.') => d,
-        _ => return Err(InvalidAddress::Unroutable(trimmed.to_string())),
-    };
-    Ok(format!("{}@{domain}", address.user()))
+    // A domain mail can be routed to: a dot in it, not an IP literal.
+    let domain = address.domain();
+    if !domain.contains('.') || domain.ends_with('.') || domain.starts_with('[') {
+        return Err(InvalidAddress::Unroutable(trimmed.to_string()));
+    }
+    Ok(address.to_string())
 }
 
 #[derive(Debug, Default)]

@@ -167,7 +167,6 @@ pub fn parse_with(bytes: &[u8], options: &ParseOptions) -> Result<ParsedFeed, Fe
         }
     }
     keep_distinguishing_fragments(&mut feed.items);
-    tell_apart_shared_links(&mut feed.items);
     Ok(feed)
 }
 
@@ -377,18 +376,21 @@ fn item(raw: RawItem, base: Option<&str>, stats: &mut ParseStats) -> Result<Feed
     }
     // The summary; its content's first paragraphs when it is absent or only boilerplate.
     let summary = from_summary
-        .map(|p| crate::text::join_paragraphs(p.paragraphs.iter().map(String::as_str)))
+        .map(|p| p.paragraphs.join(" "))
         .filter(|s| !s.is_empty())
         .or_else(|| {
             from_content.map(|p| {
-                // The first paragraphs, about 600 characters of them.
-                let mut length = 0;
-                let first = p.paragraphs.iter().take_while(|para| {
-                    let take = length <= 600;
-                    length += para.chars().count() + 1;
-                    take
-                });
-                crate::text::join_paragraphs(first.map(String::as_str))
+                let mut text = String::new();
+                for para in p.paragraphs {
+                    if text.chars().count() > 600 {
+                        break;
+                    }
+                    if !text.is_empty() {
+                        text.push(' ');
+                    }
+                    text.push_str(&para);
+                }
+                text
             })
         })
         .unwrap_or_default();
@@ -472,64 +474,9 @@ fn keep_distinguishing_fragments(items: &mut [FeedItem]) {
     }
 }
 
-/// Items of one feed that share a link but are different items (their own
-/// ids and titles differ: release notes all linking to the project's home page)
-/// are different stories: each gets a key of its own, from its id. The reader
-/// is still sent the link the feed gave. Items with the same title under one
-/// link stay one story (a site listing a story in two sections).
-fn tell_apart_shared_links(items: &mut [FeedItem]) {
-    use sha2::{Digest, Sha256};
-    use std::collections::{BTreeSet, HashMap};
-    let mut titles: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for i in items.iter() {
-        titles
-            .entry(i.url.clone())
-            .or_default()
-            .insert(i.title.to_lowercase());
-    }
-    for i in items.iter_mut() {
-        if titles.get(&i.url).is_some_and(|t| t.len() > 1) && i.guid != i.link {
-            let id = Sha256::digest(i.guid.as_bytes());
-            i.url = format!(
-                "{}#item-{:x}",
-                i.url,
-                u32::from_be_bytes([id[0], id[1], id[2], id[3]])
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn items_sharing_a_link_stay_apart_unless_they_are_one_story() {
-        let xml = |items: &str| {
-            format!("<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>K</title>{items}</channel></rss>")
-        };
-        let releases = xml("<item><title>6.1: mainline</title><guid isPermaLink=\"false\">k-6.1</guid><link>http://www.kernel.org/</link></item>\
-            <item><title>5.4.38: longterm</title><guid isPermaLink=\"false\">k-5.4.38</guid><link>http://www.kernel.org/</link></item>");
-        let feed = parse(releases.as_bytes(), None).unwrap();
-        assert_eq!(feed.items.len(), 2);
-        assert_ne!(
-            feed.items[0].url, feed.items[1].url,
-            "two releases, two stories"
-        );
-        assert!(
-            feed.items
-                .iter()
-                .all(|i| i.link == "http://www.kernel.org/"),
-            "readers get the feed's link"
-        );
-        let twice = xml("<item><title>Rates cut</title><guid>a1</guid><link>https://n.example/rates</link></item>\
-            <item><title>Rates cut</title><guid>hot-a1</guid><link>https://n.example/rates</link></item>");
-        let feed = parse(twice.as_bytes(), None).unwrap();
-        assert_eq!(
-            feed.items[0].url, feed.items[1].url,
-            "one story listed twice"
-        );
-    }
 
     #[test]
     fn canonical_url_folds_variants() {

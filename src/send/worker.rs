@@ -289,10 +289,19 @@ async fn deliver_one(
             tracing::warn!(subscriber = id, error = %f.message, "delivery failed");
             shared
                 .ledger
-                .failed(id, &f.message, f.reply.as_deref(), f.bounce, f.transient)
+                // Tried again by the next run only when the server answered
+                // with a deferral: after a timeout or a cut after the body, the
+                // message may have arrived.
+                .failed(
+                    id,
+                    &f.message,
+                    f.reply.as_deref(),
+                    f.bounce,
+                    f.transient && f.reply.is_some(),
+                )
                 .await?;
             shared.progress.delivered();
-            if f.transient {
+            if f.transient && f.reply.is_some() {
                 shared.gave_up.fetch_add(1, Ordering::SeqCst);
             }
             if !f.transient && !f.bounce {

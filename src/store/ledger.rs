@@ -111,6 +111,14 @@ impl Store {
             .query_row(params![week], |r| r.get("started"))?)
     }
 
+    /// Deliveries given up on after deferrals, which the next run tries again.
+    pub fn gave_up_count(&self, issue_id: i64) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(sql::DELIVERIES_GAVE_UP_COUNT)?
+            .query_row(params![issue_id], |r| r.get::<_, i64>("deliveries"))? as u64)
+    }
+
     /// Who approved the week's issue, and when, if anyone did.
     pub fn approval(&self, week: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
         Ok(self

@@ -420,7 +420,8 @@ UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = 0, gave
 WHERE issue_id = ?1 AND state = 'failed' AND gave_up = 1;
 
 -- query: deliveries_count_by_state
-SELECT state, count(*) AS deliveries, sum(was_uncertain) AS were_uncertain FROM deliveries WHERE issue_id = ?1 GROUP BY state;
+SELECT state, count(*) AS deliveries, sum(was_uncertain) AS were_uncertain, sum(gave_up) AS gave_up
+FROM deliveries WHERE issue_id = ?1 GROUP BY state;
 
 -- query: deliveries_uncertain_emails
 SELECT s.email AS email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
@@ -432,10 +433,6 @@ LEFT JOIN deliveries d ON d.subscriber_id = s.id AND d.issue_id = ?1
 WHERE s.status = 'active' AND (d.state IS NULL OR d.state = 'pending' OR (d.state = 'failed' AND d.gave_up = 1))
   AND s.id > ?2
 ORDER BY s.id LIMIT ?3;
-
--- Deliveries a later run will try again (deferred until the attempts ran out).
--- query: deliveries_gave_up_count
-SELECT count(*) AS deliveries FROM deliveries WHERE issue_id = ?1 AND state = 'failed' AND gave_up = 1;
 
 -- query: bounce_event_insert
 INSERT INTO bounce_events (report_key, subscriber_id, issue_id, kind, status, detail, at)

@@ -125,11 +125,7 @@ pub fn edit_choices(dir: &Path, edit: &Edit) -> Result<EditorChoices, DigestErro
     let (mut pins, mut drops) = (list("pin"), list("drop"));
     // Entries name stories by URL; a hand-written one may carry tracking
     // parameters or be another form of the same address.
-    let same = |a: &str, b: &str| {
-        a == b
-            || crate::feed::canonical_url(a)
-                .is_some_and(|x| Some(x) == crate::feed::canonical_url(b))
-    };
+    let same = crate::feed::same_story;
     match edit {
         Edit::Pin(url) => {
             drops.retain(|u| !same(u, url));

@@ -407,7 +407,7 @@ fn lead_block(c: &Candidate, ctx: &RenderContext) -> Markup {
     let tz = ctx.newsletter.timezone;
     let title = untrusted(&c.title);
     let link = untrusted_url(c.reader_link());
-    let summary = crate::text::cut_summary(&untrusted(&c.summary), ctx.summary_chars);
+    let summary = lead_summary(c, ctx.summary_chars);
     let accent = ctx.theme.accent.to_string();
     // Upper case here, not with text-transform, which some clients drop.
     let label = format!(
@@ -442,6 +442,24 @@ fn lead_block(c: &Candidate, ctx: &RenderContext) -> Markup {
     }
 }
 
+/// The lead's words: its summary cut to `[ranking] summary_chars`.
+fn lead_summary(c: &Candidate, summary_chars: usize) -> String {
+    crate::text::cut_summary(&untrusted(&c.summary), summary_chars)
+}
+
+/// The editor's own intro, when they wrote one.
+fn editor_intro(choices: &EditorChoices) -> Option<&str> {
+    choices.intro.as_deref().filter(|s| !s.trim().is_empty())
+}
+
+/// The lead story and the briefs after it.
+fn lead_and_briefs(selection: &Selection) -> (Option<&Candidate>, &[Candidate]) {
+    match selection.picks.split_first() {
+        Some((lead, briefs)) => (Some(lead), briefs),
+        None => (None, &[]),
+    }
+}
+
 /// A brief's words: its summary cut to a sentence or so.
 pub fn brief_summary(c: &Candidate, summary_chars: usize) -> String {
     crate::text::cut_summary(&untrusted(&c.summary), BRIEF_CHARS.min(summary_chars))
@@ -471,20 +489,14 @@ fn render_html(
     let name = untrusted(&n.name);
     // Invisible filler after the preheader stops clients from showing body text there.
     let filler = "&#847;&zwnj;&nbsp;".repeat(40);
-    let editor_intro = choices
-        .intro
-        .as_deref()
-        .is_some_and(|s| !s.trim().is_empty());
     // Without the editor's words, the generated intro names the topics: it is
     // the "in this issue" line.
-    let intro = match choices.intro.as_deref().filter(|_| editor_intro) {
+    let editor_intro = editor_intro(choices);
+    let intro = match editor_intro {
         Some(markdown) => intro_html(markdown),
         None => format!("<p>{}</p>", escape_html(&generated_intro(selection))),
     };
-    let (lead, briefs) = match selection.picks.split_first() {
-        Some((lead, briefs)) => (Some(lead), briefs),
-        None => (None, &[][..]),
-    };
+    let (lead, briefs) = lead_and_briefs(selection);
     let sections = sections(briefs);
     let markup = html! {
         (DOCTYPE)
@@ -524,7 +536,7 @@ fn render_html(
                             tr { td class="prose" dir="auto" {
                                 (PreEscaped(GREETING))
                                 (PreEscaped(intro))
-                                @if editor_intro {
+                                @if editor_intro.is_some() {
                                     @if let Some(line) = contents_line(selection) {
                                         p class="contents" { (line) }
                                     }
@@ -688,12 +700,11 @@ pub fn markdown_text(markdown: &str) -> String {
 
 /// A story in the text part: its headline, its link on the next line, then its
 /// words.
-fn text_story(out: &mut String, c: &Candidate, summary_chars: usize) {
+fn text_story(out: &mut String, c: &Candidate, summary: String) {
     *out += &wrap(&untrusted(&c.title), "");
     *out += "\n";
     *out += &untrusted_url(c.reader_link());
     *out += "\n";
-    let summary = crate::text::cut_summary(&untrusted(&c.summary), summary_chars);
     if !summary.is_empty() {
         *out += &wrap(&summary, "");
         *out += "\n";
@@ -713,35 +724,30 @@ fn render_text(selection: &Selection, choices: &EditorChoices, ctx: &RenderConte
     out += &format!("View in your browser: {}\n\n", archive_url(n, ctx.week));
     out += GREETING;
     out += "\n\n";
-    let intro = match choices.intro.as_deref().filter(|s| !s.trim().is_empty()) {
-        Some(markdown) => markdown_text(markdown),
-        None => wrap(&generated_intro(selection), ""),
-    };
-    out += &intro;
-    out += "\n\n";
-    if choices
-        .intro
-        .as_deref()
-        .is_some_and(|s| !s.trim().is_empty())
-    {
-        if let Some(line) = contents_line(selection) {
-            out += &wrap(&line, "");
+    match editor_intro(choices) {
+        Some(markdown) => {
+            out += &markdown_text(markdown);
+            out += "\n\n";
+            if let Some(line) = contents_line(selection) {
+                out += &wrap(&line, "");
+                out += "\n\n";
+            }
+        }
+        None => {
+            out += &wrap(&generated_intro(selection), "");
             out += "\n\n";
         }
     }
-    let (lead, briefs) = match selection.picks.split_first() {
-        Some((lead, briefs)) => (Some(lead), briefs),
-        None => (None, &[][..]),
-    };
+    let (lead, briefs) = lead_and_briefs(selection);
     if let Some(lead) = lead {
         out += "TOP STORY\n---------\n";
-        text_story(&mut out, lead, ctx.summary_chars);
+        text_story(&mut out, lead, lead_summary(lead, ctx.summary_chars));
     }
     for (title, stories) in sections(briefs) {
         let heading = title.to_uppercase();
         out += &format!("{heading}\n{}\n", "-".repeat(heading.chars().count()));
         for c in stories {
-            text_story(&mut out, c, BRIEF_CHARS.min(ctx.summary_chars));
+            text_story(&mut out, c, brief_summary(c, ctx.summary_chars));
         }
     }
     out += "-- \n";

@@ -17,25 +17,13 @@ use crate::token::Signer;
 use crate::web::{router, AppState, Clock};
 use crate::week::IsoWeek;
 
-/// Whether a week's issue has gone out: its send finished with nothing pending.
-fn issue_finished(config: &Config, week: IsoWeek) -> bool {
+/// Where a week's issue stands, for the schedule (`None`: the database could
+/// not be read; nothing is done on a guess).
+fn week_status(config: &Config, week: IsoWeek) -> Option<app::WeekStatus> {
     Store::open(&config.database.path)
-        .and_then(|s| s.issue_finished(&week.to_string()))
-        .unwrap_or(false)
-}
-
-/// Whether a send of the week's issue has begun.
-fn send_started(config: &Config, week: IsoWeek) -> bool {
-    Store::open(&config.database.path)
-        .and_then(|s| s.send_started(&week.to_string()))
-        .unwrap_or(false)
-}
-
-/// Whether an editor approved the week's issue.
-fn approved(config: &Config, week: IsoWeek) -> bool {
-    Store::open(&config.database.path)
-        .and_then(|s| s.approval(&week.to_string()))
-        .is_ok_and(|a| a.is_some())
+        .map_err(anyhow::Error::from)
+        .and_then(|s| app::week_status(&s, week))
+        .ok()
 }
 
 /// The fetch job: feeds, then the bounce mailbox if one is configured.
@@ -119,9 +107,14 @@ async fn schedule_loop(
         let now = clock();
         // A send that began (before approval was required) may always finish.
         let may_send = |w: IsoWeek| {
-            !config.schedule.require_approval || approved(&config, w) || send_started(&config, w)
+            !config.schedule.require_approval
+                || matches!(
+                    week_status(&config, w),
+                    Some(app::WeekStatus::Approved | app::WeekStatus::Sending)
+                )
         };
-        for action in scheduler.due(now, |w| issue_finished(&config, w), may_send) {
+        let is_sent = |w: IsoWeek| week_status(&config, w) == Some(app::WeekStatus::Sent);
+        for action in scheduler.due(now, is_sent, may_send) {
             announce = true;
             match action {
                 Action::Fetch => {

@@ -220,6 +220,13 @@ pub struct SmtpServer {
     pub password: Option<Secret>,
 }
 
+/// `[smtp] ca_file`: where it was, and its PEM text.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Smtp {
     pub transport: Transport,
@@ -249,8 +256,8 @@ pub struct Smtp {
     /// the week: `{week}:weekly:news:example`.
     pub feedback_id: Option<String>,
     /// A PEM certificate (authority) trusted besides the system's web roots, for
-    /// a relay with its own CA; read and checked when the config is loaded.
-    pub ca_file: Option<PathBuf>,
+    /// a relay with its own CA; read and checked once, when the config is loaded.
+    pub ca_file: Option<CaFile>,
     /// More relays beside `url`, each with its own connections and limits.
     pub relays: Vec<Relay>,
 }

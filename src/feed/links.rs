@@ -26,6 +26,12 @@ const TRACKING_PARAMS: &[&str] = &[
     "mc_eid", "_ga", "_gl", "ref_src", "ref_url", "cmpid", "spm", "share", "amp",
 ];
 
+/// Whether two links name the same story: equal, or equal in canonical form
+/// (a pin copied with tracking parameters names the stored story).
+pub fn same_story(a: &str, b: &str) -> bool {
+    a == b || canonical_url(a).is_some_and(|x| Some(x) == canonical_url(b))
+}
+
 /// The one URL a story is known by: https, host without `www.`/`m.`, no default
 /// port, no fragment, no tracking parameters (`utm_*`, `fbclid`, …), remaining
 /// parameters sorted, no trailing slash. `None` when `link` is not an http(s) URL.

@@ -22,7 +22,7 @@ mod links;
 mod listing;
 
 pub use fetch::{fetch, http_client, FetchLimits, Fetched, Validators};
-pub use links::{canonical_url, canonical_url_with_fragment};
+pub use links::{canonical_url, canonical_url_with_fragment, same_story};
 pub use listing::listed_links;
 
 /// One item of a feed, normalised.

@@ -90,7 +90,7 @@ pub(crate) struct Dial {
     require_tls: bool,
     allow_plaintext_auth: bool,
     /// A certificate authority trusted besides the web roots (`[smtp] ca_file`).
-    ca_file: Option<std::path::PathBuf>,
+    ca_file: Option<crate::config::CaFile>,
     timeout: Duration,
     pipelining: Pipelining,
 }
@@ -309,11 +309,10 @@ async fn connect(dial: &Dial) -> Result<Conn, DialError> {
     let hello = ClientId::default();
     let tls = || {
         let mut builder = TlsParameters::builder(server.host.clone());
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| Refused(format!("[smtp] ca_file {}: {e}", path.display())))?;
-            let cert = lettre::transport::smtp::client::Certificate::from_pem(&pem)
-                .map_err(|e| Refused(format!("[smtp] ca_file {}: {e}", path.display())))?;
+        if let Some(ca) = ca_file {
+            // Read and checked when the config was loaded.
+            let cert = lettre::transport::smtp::client::Certificate::from_pem(&ca.pem)
+                .map_err(|e| Refused(format!("[smtp] ca_file {}: {e}", ca.path.display())))?;
             builder = builder.add_root_certificate(cert);
         }
         builder

@@ -344,7 +344,7 @@ pub async fn send_issue(
     let after = shared.ledger.counts()?;
     // Not finished while deliveries wait to be tried again by the next run:
     // the schedule and cron would move on to the next week.
-    if after.pending == 0 && after.sending == 0 && store.gave_up_count(issue_id)? == 0 {
+    if after.pending == 0 && after.sending == 0 && after.gave_up == 0 {
         store.issue_finish(issue_id, Utc::now())?;
     }
     let uncertain_addresses = store.uncertain_addresses(issue_id, 20)?;

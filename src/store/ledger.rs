@@ -22,6 +22,9 @@ pub struct LedgerCounts {
     pub skipped: u64,
     /// Deliveries that were uncertain after a crash and were sent again.
     pub resent_uncertain: u64,
+    /// Failed deliveries the server deferred until the attempts ran out: the
+    /// next run tries them again.
+    pub gave_up: u64,
 }
 
 /// A delivery that is due now, with who it goes to.
@@ -109,14 +112,6 @@ impl Store {
             .conn
             .prepare_cached(sql::ISSUE_SEND_STARTED)?
             .query_row(params![week], |r| r.get("started"))?)
-    }
-
-    /// Deliveries given up on after deferrals, which the next run tries again.
-    pub fn gave_up_count(&self, issue_id: i64) -> Result<u64, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(sql::DELIVERIES_GAVE_UP_COUNT)?
-            .query_row(params![issue_id], |r| r.get::<_, i64>("deliveries"))? as u64)
     }
 
     /// Who approved the week's issue, and when, if anyone did.
@@ -266,10 +261,11 @@ impl Store {
                 r.get::<_, String>("state")?,
                 r.get::<_, i64>("deliveries")? as u64,
                 r.get::<_, Option<i64>>("were_uncertain")?.unwrap_or(0) as u64,
+                r.get::<_, Option<i64>>("gave_up")?.unwrap_or(0) as u64,
             ))
         })?;
         for row in rows {
-            let (state, n, was_uncertain) = row?;
+            let (state, n, was_uncertain, gave_up) = row?;
             match state.as_str() {
                 "pending" => counts.pending = n,
                 "sending" => counts.sending = n,
@@ -277,7 +273,10 @@ impl Store {
                     counts.sent = n;
                     counts.resent_uncertain = was_uncertain;
                 }
-                "failed" => counts.failed = n,
+                "failed" => {
+                    counts.failed = n;
+                    counts.gave_up = gave_up;
+                }
                 "uncertain" => counts.uncertain = n,
                 "skipped" => counts.skipped = n,
                 _ => {}

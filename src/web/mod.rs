@@ -167,14 +167,14 @@ impl RateLimiter {
     }
 }
 
+/// The Content-Security-Policy of every page: no scripts at all.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'self'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'";
+
 /// Headers every answer carries: no scripts, no framing by other sites, no
 /// sniffing, and no Referer (a page's URL can hold a token; a reader following a
 /// story link must not hand it to the story's site).
 const SECURITY_HEADERS: &[(&str, &str)] = &[
-    (
-        "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'self'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'",
-    ),
+    ("content-security-policy", CSP),
     ("x-frame-options", "SAMEORIGIN"),
     ("referrer-policy", "no-referrer"),
     ("x-content-type-options", "nosniff"),
@@ -265,6 +265,17 @@ ul{{padding-left:20px}}li{{margin:6px 0}}.muted{{color:#4b5563;font-size:14px}}\
 
 /// A page of gazette's own, in the site's colours and fonts.
 fn page(theme: &Theme, title: &str, body: Markup) -> Markup {
+    page_with(theme, title, "", body, None)
+}
+
+/// [`page`] with CSS of its own and, for the desk, its one script.
+fn page_with(
+    theme: &Theme,
+    title: &str,
+    extra_css: &str,
+    body: Markup,
+    script: Option<&str>,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -274,9 +285,14 @@ fn page(theme: &Theme, title: &str, body: Markup) -> Markup {
                 meta name="color-scheme" content="light dark";
                 meta name="robots" content="noindex";
                 title { (title) }
-                style { (PreEscaped(page_css(theme))) }
+                style { (PreEscaped(page_css(theme))) (PreEscaped(extra_css)) }
             }
-            body { main { h1 { (title) } (body) } }
+            body {
+                main { h1 { (title) } (body) }
+                @if let Some(script) = script {
+                    script { (PreEscaped(script)) }
+                }
+            }
         }
     }
 }

@@ -170,27 +170,49 @@ impl PreviewData {
     }
 }
 
+/// The issue as it would go out now: built (when frozen) or re-rendered, with
+/// its selection and the editor's choices; `None` for a week without stories.
+type PreviewIssue = (
+    render::Issue,
+    crate::rank::Selection,
+    crate::rank::EditorChoices,
+    app::WeekStatus,
+);
+
+fn preview_issue(
+    config: &Config,
+    store: &Store,
+    week: IsoWeek,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<PreviewIssue>> {
+    let status = app::week_status(store, week)?;
+    if status != app::WeekStatus::Building {
+        return Ok(digest::read_issue(&config.week_dir(&week))?
+            .map(|(issue, record)| (issue, record.selection, record.editor, status)));
+    }
+    let Some(ranked) = app::rank_week(config, store, week, now)? else {
+        return Ok(None);
+    };
+    let fitted = app::render_fitting(config, week, ranked.selection, &ranked.choices)?;
+    Ok(Some((
+        fitted.issue,
+        fitted.selection,
+        ranked.choices,
+        status,
+    )))
+}
+
+/// Everything the desk shows for `week`.
 pub(super) fn preview_data(
     config: &Config,
     store: &Store,
     week: IsoWeek,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<PreviewData>> {
-    let status = app::week_status(store, week)?;
-    let weeks = app::recent_weeks(config, store, now, 8)?;
-    let frozen = status != app::WeekStatus::Building;
-    let (issue, selection, choices) = if frozen {
-        match digest::read_issue(&config.week_dir(&week))? {
-            Some((issue, record)) => (issue, record.selection, record.editor),
-            None => return Ok(None),
-        }
-    } else {
-        let Some(ranked) = app::rank_week(config, store, week, now)? else {
-            return Ok(None);
-        };
-        let fitted = app::render_fitting(config, week, ranked.selection, &ranked.choices)?;
-        (fitted.issue, fitted.selection, ranked.choices)
+    let Some((issue, selection, choices, status)) = preview_issue(config, store, week, now)? else {
+        return Ok(None);
     };
+    let weeks = app::recent_weeks(config, store, now, 8)?;
     let plain = crate::rank::EditorChoices::default();
     Ok(Some(PreviewData {
         week,
@@ -266,12 +288,14 @@ fn no_such_week(state: &AppState, e: crate::week::WeekParseError) -> Response {
 /// its hash in the page's Content-Security-Policy, and nothing else is.
 const DESK_SCRIPT: &str = "const t=document.getElementById('intro'),o=document.getElementById('intro-preview'),f=document.getElementById('words');let w;if(t&&o&&f){t.addEventListener('input',()=>{clearTimeout(w);w=setTimeout(async()=>{const r=await fetch(o.dataset.url,{method:'POST',body:new URLSearchParams({csrf:f.elements.csrf.value,intro:t.value})});if(r.ok){o.innerHTML=await r.text();}},250);});}";
 
-fn desk_csp() -> String {
+/// The desk's policy: every page's, plus its one script (by hash, computed
+/// once) and that script's requests to the desk.
+static DESK_CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     use base64::Engine;
     use sha2::{Digest, Sha256};
     let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(DESK_SCRIPT));
-    format!("default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; script-src 'sha256-{hash}'; connect-src 'self'; form-action 'self'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'")
-}
+    format!("{CSP}; script-src 'sha256-{hash}'; connect-src 'self'")
+});
 
 pub(super) async fn preview_week(
     State(state): State<Arc<AppState>>,
@@ -332,7 +356,7 @@ pub(super) async fn preview_week(
     let page = desk_page(&state, &d, &q, &csrf);
     let mut response = (
         StatusCode::OK,
-        [(header::CONTENT_SECURITY_POLICY, desk_csp())],
+        [(header::CONTENT_SECURITY_POLICY, DESK_CSP.as_str())],
         Html(page.into_string()),
     )
         .into_response();
@@ -353,18 +377,10 @@ fn desk_page(state: &AppState, d: &PreviewData, q: &PreviewQuery, csrf: &str) ->
     let here = state.href(&format!("preview/{}", d.week));
     let limit = render::GMAIL_CLIP_BYTES;
     let frozen = d.frozen();
-    let pinned = |c: &Candidate| {
-        d.choices
-            .pin
-            .iter()
-            .any(|p| crate::feed::canonical_url(p).as_deref() == Some(c.url.as_str()))
-    };
-    let dropped = |c: &Candidate| {
-        d.choices
-            .drop
-            .iter()
-            .any(|p| crate::feed::canonical_url(p).as_deref() == Some(c.url.as_str()))
-    };
+    let listed =
+        |list: &[String], c: &Candidate| list.iter().any(|p| crate::feed::same_story(p, &c.url));
+    let pinned = |c: &Candidate| listed(&d.choices.pin, c);
+    let dropped = |c: &Candidate| listed(&d.choices.drop, c);
     let action = |name: &str, label: &str, url: &str| {
         html! {
             form method="post" action=(here) style="display:inline" {
@@ -507,23 +523,13 @@ table.stories td{border-top:1px solid #d8dde4;vertical-align:top;padding:6px 4px
 .intro-preview{border-left:3px solid #9ca3af;padding:0 12px;margin:0 0 12px}.weeks{columns:2}\
 .status{text-transform:uppercase;font-size:13px;letter-spacing:.5px}.done{border-left:4px solid #15803d}\
 .text-part{white-space:pre-wrap;font-size:13px;background:#fff;color:#1f2937;padding:12px;overflow-x:auto}";
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="color-scheme" content="light dark";
-                meta name="robots" content="noindex";
-                title { "Issue of " (d.week) }
-                style { (PreEscaped(page_css(&state.config.theme))) (PreEscaped(css)) }
-            }
-            body {
-                main { h1 { "Issue of " (d.week) } (body) }
-                script { (PreEscaped(DESK_SCRIPT)) }
-            }
-        }
-    }
+    page_with(
+        &state.config.theme,
+        &format!("Issue of {}", d.week),
+        css,
+        body,
+        Some(DESK_SCRIPT),
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -734,9 +740,13 @@ pub(super) async fn preview_digest(
     };
     let config = state.config.clone();
     let now = state.now();
-    match state.db(move |s| preview_data(&config, s, week, now)).await {
-        Ok(Some(d)) => Html(public_html(
-            &d.issue.html,
+    // The issue alone: not the desk's weeks, sizes and approval.
+    match state
+        .db(move |s| preview_issue(&config, s, week, now))
+        .await
+    {
+        Ok(Some((issue, ..))) => Html(public_html(
+            &issue.html,
             state.config.newsletter.base_url.as_str(),
         ))
         .into_response(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::super::raw::{RawRelay, RawSmtp};
-use super::super::{ConfigError, Dkim, Relay, Secret, Smtp, SmtpServer, Transport};
+use super::super::{CaFile, ConfigError, Dkim, Relay, Secret, Smtp, SmtpServer, Transport};
 use super::Context;
 
 /// The backoff stops growing at 5 minutes; a larger base would only be that.
@@ -79,7 +79,7 @@ pub(super) fn smtp(cx: &Context, s: RawSmtp) -> Result<Smtp, ConfigError> {
                     format!("{} is not a PEM certificate: {e}", path.display()),
                 )
             })?;
-            Some(path)
+            Some(CaFile { path, pem })
         }
     };
     let mut relays = Vec::new();

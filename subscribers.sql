@@ -223,6 +223,61 @@ CREATE TABLE approvals (
 -- out: failed for this run, tried again by the next one.
 ALTER TABLE deliveries ADD COLUMN gave_up INTEGER NOT NULL DEFAULT 0;
 
+-- migration: 8
+-- Reader analytics ([analytics]). The stories an issue links to, by position,
+-- fixed when its send begins: a click link names a position, so it can only
+-- lead to a link the issue holds.
+CREATE TABLE issue_stories (
+    issue_id INTEGER NOT NULL REFERENCES issues(id),
+    position INTEGER NOT NULL,
+    link     TEXT NOT NULL,
+    title    TEXT NOT NULL,
+    topic    TEXT,
+    PRIMARY KEY (issue_id, position)
+) WITHOUT ROWID;
+-- Clicks per story, folded in from clicks_seen when the issue's window closes
+-- (and counted here directly after it).
+CREATE TABLE story_clicks (
+    issue_id      INTEGER NOT NULL REFERENCES issues(id),
+    position      INTEGER NOT NULL,
+    clicks        INTEGER NOT NULL DEFAULT 0,
+    unique_clicks INTEGER NOT NULL DEFAULT 0,
+    automated     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (issue_id, position)
+) WITHOUT ROWID;
+-- An issue's click window: while it is open, its random key hashes the copy a
+-- click came from (de-duplication); when it closes the key is dropped (NULL)
+-- and the hashes with it, so nothing can tie a click to a copy any more.
+CREATE TABLE click_windows (
+    issue_id  INTEGER PRIMARY KEY REFERENCES issues(id),
+    key       BLOB,
+    closes_at INTEGER NOT NULL
+);
+-- Clicks while the window is open: one row per copy (as a keyed hash), story
+-- and kind (0 reader, 1 automated). Times in ms: scanners click in bursts.
+CREATE TABLE clicks_seen (
+    issue_id    INTEGER NOT NULL,
+    copy        BLOB NOT NULL,
+    position    INTEGER NOT NULL,
+    automated   INTEGER NOT NULL,
+    clicks      INTEGER NOT NULL,
+    last_at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (issue_id, copy, position, automated)
+) WITHOUT ROWID;
+-- Readers who clicked anything in an issue, folded in when its window closes.
+CREATE TABLE issue_readers (
+    issue_id INTEGER PRIMARY KEY REFERENCES issues(id),
+    readers  INTEGER NOT NULL
+);
+-- Only with [analytics] per_subscriber = true: who opened which story.
+CREATE TABLE subscriber_clicks (
+    subscriber_id INTEGER NOT NULL REFERENCES subscribers(id),
+    issue_id      INTEGER NOT NULL REFERENCES issues(id),
+    position      INTEGER NOT NULL,
+    at            INTEGER NOT NULL,
+    PRIMARY KEY (subscriber_id, issue_id, position)
+) WITHOUT ROWID;
+
 -- query: feed_upsert
 INSERT INTO feeds (url, name) VALUES (?1, ?2)
 ON CONFLICT (url) DO UPDATE SET name = excluded.name
@@ -570,3 +625,126 @@ SELECT max(at) AS at FROM unsubscribe_events WHERE subscriber_id = ?1;
 
 -- query: subscriber_set_name
 UPDATE subscribers SET name = ?2, updated_at = ?3 WHERE id = ?1;
+
+-- query: issue_story_insert
+INSERT INTO issue_stories (issue_id, position, link, title, topic) VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (issue_id, position) DO NOTHING;
+
+-- query: issue_stories_of
+SELECT position, link, title, topic FROM issue_stories WHERE issue_id = ?1 ORDER BY position;
+
+-- The link behind a click, with the issue's window.
+-- query: click_target
+SELECT s.link AS link, i.created_at AS created_at, w.key AS key, w.closes_at AS closes_at
+FROM issues i JOIN issue_stories s ON s.issue_id = i.id
+LEFT JOIN click_windows w ON w.issue_id = i.id
+WHERE i.id = ?1 AND s.position = ?2;
+
+-- query: click_window_open
+INSERT INTO click_windows (issue_id, key, closes_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (issue_id) DO NOTHING;
+
+-- query: clicks_seen_add
+INSERT INTO clicks_seen (issue_id, copy, position, automated, clicks, last_at_ms)
+VALUES (:issue, :copy, :position, :automated, :clicks, :at)
+ON CONFLICT (issue_id, copy, position, automated)
+DO UPDATE SET clicks = clicks + excluded.clicks, last_at_ms = max(last_at_ms, excluded.last_at_ms);
+
+-- The stories one copy clicked since a time (any kind): a scanner's burst.
+-- query: clicks_seen_recent
+SELECT position, automated, clicks FROM clicks_seen
+WHERE issue_id = ?1 AND copy = ?2 AND last_at_ms >= ?3;
+
+-- query: clicks_seen_delete_one
+DELETE FROM clicks_seen WHERE issue_id = ?1 AND copy = ?2 AND position = ?3 AND automated = ?4;
+
+-- query: story_clicks_add
+INSERT INTO story_clicks (issue_id, position, clicks, unique_clicks, automated)
+VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (issue_id, position) DO UPDATE SET clicks = clicks + excluded.clicks,
+  unique_clicks = unique_clicks + excluded.unique_clicks, automated = automated + excluded.automated;
+
+-- Windows past their end, still holding a key.
+-- query: click_windows_due
+SELECT issue_id FROM click_windows WHERE key IS NOT NULL AND closes_at <= ?1;
+
+-- query: clicks_seen_fold
+INSERT INTO story_clicks (issue_id, position, clicks, unique_clicks, automated)
+SELECT issue_id, position,
+       sum(CASE WHEN automated = 0 THEN clicks ELSE 0 END),
+       sum(CASE WHEN automated = 0 THEN 1 ELSE 0 END),
+       sum(CASE WHEN automated = 1 THEN clicks ELSE 0 END)
+FROM clicks_seen WHERE issue_id = ?1 GROUP BY position
+ON CONFLICT (issue_id, position) DO UPDATE SET clicks = clicks + excluded.clicks,
+  unique_clicks = unique_clicks + excluded.unique_clicks, automated = automated + excluded.automated;
+
+-- query: issue_readers_fold
+INSERT INTO issue_readers (issue_id, readers)
+SELECT ?1, count(DISTINCT copy) FROM clicks_seen WHERE issue_id = ?1 AND automated = 0
+ON CONFLICT (issue_id) DO UPDATE SET readers = readers + excluded.readers;
+
+-- Readers who clicked at least one story: folded, plus the open window's.
+-- query: issue_reader_count
+SELECT coalesce((SELECT readers FROM issue_readers WHERE issue_id = ?1), 0)
+  + (SELECT count(DISTINCT copy) FROM clicks_seen WHERE issue_id = ?1 AND automated = 0) AS readers;
+
+-- query: clicks_seen_delete_issue
+DELETE FROM clicks_seen WHERE issue_id = ?1;
+
+-- query: click_window_close
+UPDATE click_windows SET key = NULL WHERE issue_id = ?1;
+
+-- Clicks per story of an issue: folded counts plus the open window's.
+-- query: story_click_counts
+SELECT s.position AS position,
+  coalesce((SELECT clicks FROM story_clicks c WHERE c.issue_id = s.issue_id AND c.position = s.position), 0)
+  + coalesce((SELECT sum(clicks) FROM clicks_seen c WHERE c.issue_id = s.issue_id AND c.position = s.position AND automated = 0), 0) AS clicks,
+  coalesce((SELECT unique_clicks FROM story_clicks c WHERE c.issue_id = s.issue_id AND c.position = s.position), 0)
+  + coalesce((SELECT count(*) FROM clicks_seen c WHERE c.issue_id = s.issue_id AND c.position = s.position AND automated = 0), 0) AS unique_clicks,
+  coalesce((SELECT automated FROM story_clicks c WHERE c.issue_id = s.issue_id AND c.position = s.position), 0)
+  + coalesce((SELECT sum(clicks) FROM clicks_seen c WHERE c.issue_id = s.issue_id AND c.position = s.position AND automated = 1), 0) AS automated
+FROM issue_stories s WHERE s.issue_id = ?1 ORDER BY s.position;
+
+-- query: subscriber_click_insert
+INSERT INTO subscriber_clicks (subscriber_id, issue_id, position, at)
+SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM subscribers WHERE id = ?1)
+ON CONFLICT (subscriber_id, issue_id, position) DO NOTHING;
+
+-- query: export_subscriber_clicks
+SELECT i.week AS week, s.title AS title, s.link AS link, c.at AS at
+FROM subscriber_clicks c JOIN issues i ON i.id = c.issue_id
+LEFT JOIN issue_stories s ON s.issue_id = c.issue_id AND s.position = c.position
+WHERE c.subscriber_id = ?1 ORDER BY c.issue_id, c.position;
+
+-- query: subscriber_delete_clicks
+DELETE FROM subscriber_clicks WHERE subscriber_id = ?1;
+
+-- Issues that reached someone, oldest first, with when each began and how many it reached.
+-- query: report_issues
+SELECT i.id AS id, i.week AS week, i.subject AS subject, i.created_at AS created_at,
+  (SELECT count(*) FROM deliveries d WHERE d.issue_id = i.id AND d.state = 'sent') AS sent
+FROM issues i WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = i.id)
+ORDER BY i.week;
+
+-- Subscribers a report about an issue counts once per kind.
+-- query: report_bounces
+SELECT kind, count(DISTINCT subscriber_id) AS subscribers FROM bounce_events
+WHERE issue_id = ?1 AND subscriber_id IS NOT NULL GROUP BY kind;
+
+-- Unsubscribes that name the issue, or name none and came while it was the latest.
+-- query: report_unsubscribes
+SELECT method, count(*) AS events FROM unsubscribe_events
+WHERE issue_id = ?1 OR (issue_id IS NULL AND at >= ?2 AND at < ?3) GROUP BY method;
+
+-- query: report_joins_since
+SELECT created_at FROM subscribers WHERE status <> 'pending' AND created_at >= ?1;
+
+-- query: report_leaves_since
+SELECT at FROM unsubscribe_events WHERE at >= ?1;
+
+-- query: report_active_now
+SELECT count(*) AS active FROM subscribers WHERE status = 'active';
+
+-- The last issue a subscriber was sent (NULL if none).
+-- query: subscriber_last_issue
+SELECT max(issue_id) AS issue_id FROM deliveries WHERE subscriber_id = ?1 AND state = 'sent';

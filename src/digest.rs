@@ -199,9 +199,10 @@ pub fn write_issue(
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     crate::files::write_atomic(&dir.join(MESSAGE_HTML_FILE), issue.html.as_bytes())?;
     crate::files::write_atomic(&dir.join(MESSAGE_TEXT_FILE), issue.text.as_bytes())?;
-    let html = public_copy(&issue.html, base_url, true);
+    let links = issue.links();
+    let html = public_copy(&issue.html, base_url, &links, true);
     crate::files::write_atomic(&dir.join(HTML_FILE), html.as_bytes())?;
-    let text = public_copy(&issue.text, base_url, false);
+    let text = public_copy(&issue.text, base_url, &links, false);
     crate::files::write_atomic(&dir.join(TEXT_FILE), text.as_bytes())?;
     let json = serde_json::to_string_pretty(record).expect("the record serializes");
     crate::files::write_atomic(&dir.join(JSON_FILE), json.as_bytes())?;
@@ -237,6 +238,7 @@ pub fn read_issue(dir: &Path) -> Result<Option<(Issue, DigestRecord)>, DigestErr
         preheader: record.preheader.clone(),
         html: template(MESSAGE_HTML_FILE, HTML_FILE)?,
         text: template(MESSAGE_TEXT_FILE, TEXT_FILE)?,
+        stories: crate::render::linked_stories(&record.selection),
     };
     Ok(Some((issue, record)))
 }

@@ -117,6 +117,16 @@ enum Command {
         #[command(subcommand)]
         command: BouncesCommand,
     },
+    /// What happened to an issue: deliveries, bounces, unsubscribes, clicks per
+    /// story and topic, and the list over time.
+    Report {
+        /// The ISO week, such as 2026-W06 (default: the latest issue sent).
+        #[arg(long, value_name = "YYYY-Www")]
+        week: Option<IsoWeek>,
+        /// JSON for scripts, instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// A consistent copy of the live database (safe while serve and send run).
     Backup {
         /// The file to write the copy to (it must not exist).
@@ -406,6 +416,16 @@ fn run(cli: Cli, config: Config) -> Result<()> {
             let mut store = app::open_store(&config)?;
             let outcome = app::import_bounces(&config, &mut store, &path, now)?;
             println!("{}", outcome.describe());
+        }
+        Command::Report { week, json } => {
+            let mut store = app::open_store(&config)?;
+            let report = app::report_week(&config, &mut store, week, now)?;
+            let out = if json {
+                serde_json::to_string_pretty(&report)? + "\n"
+            } else {
+                app::describe_report(&report)
+            };
+            let _ = std::io::stdout().write_all(out.as_bytes());
         }
         Command::Backup { path } => println!("{}", app::backup(&config, &path)?),
         Command::Restore { path } => println!("{}", app::restore(&config, &path)?),

@@ -62,6 +62,69 @@ pub struct Letterhead {
     pub bounce_domain: Option<String>,
     pub data_base: String,
     pub feedback_id: Option<String>,
+    /// Counted story links (`[analytics] clicks`); `None`: the stories' own links.
+    pub clicks: Option<ClickLinks>,
+}
+
+/// How a copy's story links are made when clicks are counted.
+#[derive(Clone)]
+pub struct ClickLinks {
+    /// `base_url` + `c/`.
+    pub base: String,
+    /// The link names the subscriber (`[analytics] per_subscriber`), not just
+    /// the copy.
+    pub per_subscriber: bool,
+    /// Makes each copy's value from its Message-ID. Random per run and never
+    /// stored, so nothing kept can tie a copy's links to its subscriber; the
+    /// snapshot tests fix it.
+    pub copy_key: [u8; 32],
+}
+
+impl ClickLinks {
+    fn new(config: &Config) -> Option<ClickLinks> {
+        config.analytics.clicks.then(|| {
+            let mut copy_key = [0u8; 32];
+            if getrandom::fill(&mut copy_key).is_err() {
+                copy_key = std::array::from_fn(|_| fastrand::u8(..));
+            }
+            ClickLinks {
+                base: format!("{}c/", config.newsletter.base_url),
+                per_subscriber: config.analytics.per_subscriber,
+                copy_key,
+            }
+        })
+    }
+
+    /// What a copy's links say about it: `s<id>` with per-subscriber analytics,
+    /// else 12 characters that differ from copy to copy and say nothing of who
+    /// it went to.
+    fn copy(&self, subscriber_id: i64, message_id: &str) -> String {
+        use base64::Engine;
+        use hmac::Mac;
+        if self.per_subscriber {
+            return format!("s{subscriber_id}");
+        }
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.copy_key)
+            .expect("HMAC takes keys of any length");
+        mac.update(message_id.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..9])
+    }
+
+    /// One copy's story links, by position.
+    fn links(
+        &self,
+        signer: &Signer,
+        week: IsoWeek,
+        stories: usize,
+        subscriber_id: i64,
+        message_id: &str,
+    ) -> Vec<String> {
+        let copy = self.copy(subscriber_id, message_id);
+        let week = week.to_string();
+        (0..stories)
+            .map(|n| format!("{}{}", self.base, signer.click_id(&week, n, &copy)))
+            .collect()
+    }
 }
 
 impl Letterhead {
@@ -129,6 +192,7 @@ impl Letterhead {
                 .feedback_id
                 .as_ref()
                 .map(|f| f.replace("{week}", &week.to_string())),
+            clicks: ClickLinks::new(config),
         })
     }
 
@@ -171,6 +235,8 @@ pub struct Prebuilt {
     text: Vec<Line>,
     html: Vec<Line>,
     boundary: String,
+    /// The stories' own links, by position.
+    links: Vec<String>,
 }
 
 enum Line {
@@ -213,10 +279,18 @@ fn splice(lines: &[Line], personal: &Personal, html: bool) -> Vec<u8> {
 }
 
 impl Prebuilt {
-    pub fn new(issue: &Issue) -> Prebuilt {
+    /// The parts of `issue` as `head` sends them: with the stories' own links
+    /// in place when clicks are not counted, so those lines are encoded once.
+    pub fn new(issue: &Issue, head: &Letterhead) -> Prebuilt {
+        let links = issue.links();
+        let part = |source: &str, html: bool| match head.clicks {
+            Some(_) => prebuilt_lines(source),
+            None => prebuilt_lines(&crate::render::with_story_links(source, &links, html)),
+        };
         Prebuilt {
-            text: prebuilt_lines(&issue.text),
-            html: prebuilt_lines(&issue.html),
+            text: part(&issue.text, false),
+            html: part(&issue.html, true),
+            links,
             boundary: format!(
                 "gazette-{:016x}{:016x}",
                 fastrand::u64(..),
@@ -258,12 +332,21 @@ pub fn build(
     message_id: String,
     test: bool,
 ) -> Result<Message, MessageError> {
-    build_with(head, signer, to, date, message_id, test, |p| {
-        prebuilt.alternative(p)
-    })
+    build_with(
+        head,
+        signer,
+        to,
+        date,
+        message_id,
+        test,
+        &prebuilt.links,
+        |p| prebuilt.alternative(p),
+    )
 }
 
-/// [`build`], with the body made by `body` from the subscriber's parts.
+/// [`build`], with the body made by `body` from the subscriber's parts;
+/// `links` are the stories' own links.
+#[allow(clippy::too_many_arguments)]
 fn build_with(
     head: &Letterhead,
     signer: &Signer,
@@ -271,6 +354,7 @@ fn build_with(
     date: SystemTime,
     message_id: String,
     test: bool,
+    links: &[String],
     body: impl FnOnce(&Personal) -> MultiPart,
 ) -> Result<Message, MessageError> {
     let address: Address = to
@@ -286,10 +370,15 @@ fn build_with(
     let token = signer.unsubscribe_token(to.id);
     let unsubscribe_url = head.unsubscribe_url(&token);
     let data_url = format!("{}{}", head.data_base, signer.data_token(to.id));
+    let story_links = match &head.clicks {
+        Some(clicks) => clicks.links(signer, head.week, links.len(), to.id, &message_id),
+        None => links.to_vec(),
+    };
     let personal = Personal {
         name: name.as_deref(),
         unsubscribe_url: &unsubscribe_url,
         data_url: &data_url,
+        story_links: &story_links,
     };
     let subject = if test {
         format!("[TEST] {}", head.subject)
@@ -354,7 +443,7 @@ pub fn sent_size(issue: &Issue, config: &Config, week: IsoWeek) -> Result<usize,
     };
     let id = new_message_id(&head, to.id);
     let message = build(
-        &Prebuilt::new(issue),
+        &Prebuilt::new(issue, &head),
         &head,
         &signer,
         &to,
@@ -457,6 +546,7 @@ mod tests {
                 crate::render::GREETING,
                 crate::render::UNSUBSCRIBE_URL
             ),
+            stories: vec![],
         };
         let head = Letterhead::new(c, "2026-W06".parse().unwrap(), subject)?;
         let signer = Signer::new(crate::config::Secret::new("k"), "l");
@@ -466,7 +556,7 @@ mod tests {
             name: name.map(str::to_string),
         };
         let m = build(
-            &Prebuilt::new(&issue),
+            &Prebuilt::new(&issue, &head),
             &head,
             &signer,
             &to,
@@ -498,20 +588,25 @@ mod tests {
             subject: "Subject".into(),
             preheader: String::new(),
             text: format!(
-                "{}\n\nA line of {long}= and trailing space \n\u{628}\u{6CC}\u{646}\u{6A9} {long}\nUnsubscribe: {} and more {long}\nData: {}\n",
+                "{}\n\nA line of {long}= and trailing space \n\u{628}\u{6CC}\u{646}\u{6A9} {long}\nUnsubscribe: {} and more {long}\nData: {}\nStory: {{{{gazette:story:0}}}}\n",
                 crate::render::GREETING,
                 crate::render::UNSUBSCRIBE_URL,
                 crate::render::DATA_URL
             ),
             html: format!(
-                "<!DOCTYPE html><html><body>\n<p style=\"margin:0\">{} {long}</p>\n<a href=\"{}\" style=\"color:#0b4f9c\">Unsubscribe</a> <a href=\"{}\">Your data</a>\n<p>\u{628}\u{6CC}\u{646}\u{6A9} = {long}</p>\n</body></html>",
+                "<!DOCTYPE html><html><body>\n<p style=\"margin:0\">{} {long}</p>\n<a href=\"{}\" style=\"color:#0b4f9c\">Unsubscribe</a> <a href=\"{}\">Your data</a>\n<p>\u{628}\u{6CC}\u{646}\u{6A9} = {long}</p><a href=\"{{{{gazette:story:0}}}}\">Story</a>\n</body></html>",
                 crate::render::GREETING,
                 crate::render::UNSUBSCRIBE_URL,
                 crate::render::DATA_URL
             ),
+            stories: vec![crate::store::IssueStory {
+                link: "https://story.example/a?b=1&c=2".into(),
+                title: "A story".into(),
+                topic: None,
+            }],
         };
-        let prebuilt = Prebuilt::new(&issue);
         let head = Letterhead::new(&c, "2026-W06".parse().unwrap(), "Subject").unwrap();
+        let prebuilt = Prebuilt::new(&issue, &head);
         let signer = Signer::new(crate::config::Secret::new("k"), "l");
         for name in [Some("Amina <Khan> & \"Co\" =?utf-8?"), None] {
             let to = Recipient {
@@ -537,6 +632,7 @@ mod tests {
                 SystemTime::UNIX_EPOCH,
                 "<m@news.test>".into(),
                 false,
+                &prebuilt.links,
                 |p| {
                     let part = |content_type: ContentType, text: String| {
                         SinglePart::builder().header(content_type).body(
@@ -563,6 +659,10 @@ mod tests {
             );
             assert_eq!(ours, reference);
             assert!(ours.contains("/u/77."), "the token is spliced in");
+            assert!(
+                ours.contains("/c/2026-W06.0.") && !ours.contains("story.example"),
+                "story links are counted ones"
+            );
         }
     }
 

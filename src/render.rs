@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Newsletter;
 use crate::rank::{Candidate, EditorChoices, Selection};
+pub use crate::store::IssueStory;
 use crate::text::clean_line;
 use crate::theme::Theme;
 use crate::week::IsoWeek;
@@ -23,6 +24,9 @@ pub const UNSUBSCRIBE_URL: &str = "{{gazette:unsubscribe_url}}";
 pub const GREETING: &str = "{{gazette:greeting}}";
 /// Where the subscriber's "your data" link goes.
 pub const DATA_URL: &str = "{{gazette:data_url}}";
+/// Where the link of the issue's story N goes (`{{gazette:story:N}}`): the
+/// story's own link, or in mail with click counting a counted link to it.
+const STORY_MARKER: &str = "{{gazette:story:";
 const MARKER_START: &str = "{{gazette:";
 
 /// Gmail clips a message whose raw source passes about 102 KB.
@@ -34,6 +38,34 @@ pub struct Issue {
     pub preheader: String,
     pub html: String,
     pub text: String,
+    /// The stories the parts link to, in order: what `{{gazette:story:N}}` is.
+    #[serde(default)]
+    pub stories: Vec<IssueStory>,
+}
+
+impl Issue {
+    /// Each story's own link, by position.
+    pub fn links(&self) -> Vec<String> {
+        self.stories.iter().map(|s| s.link.clone()).collect()
+    }
+}
+
+/// The stories an issue links to, in order, with the link a reader is sent
+/// (made safe to place in an attribute).
+pub fn linked_stories(selection: &Selection) -> Vec<IssueStory> {
+    selection
+        .picks
+        .iter()
+        .map(|c| IssueStory {
+            link: untrusted_url(c.reader_link()),
+            title: untrusted(&c.title),
+            topic: c.topic.clone(),
+        })
+        .collect()
+}
+
+fn story_marker(position: usize) -> String {
+    format!("{STORY_MARKER}{position}}}}}")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +86,8 @@ pub struct Personal<'a> {
     pub name: Option<&'a str>,
     pub unsubscribe_url: &'a str,
     pub data_url: &'a str,
+    /// Where each story's link leads in this copy, by position.
+    pub story_links: &'a [String],
 }
 
 /// Untrusted text, made safe to place: one line, and no placeholder marker.
@@ -328,6 +362,7 @@ pub fn render(
         preheader,
         html,
         text,
+        stories: linked_stories(selection),
     })
 }
 
@@ -406,7 +441,7 @@ fn contents_line(selection: &Selection) -> Option<String> {
 fn lead_block(c: &Candidate, ctx: &RenderContext) -> Markup {
     let tz = ctx.newsletter.timezone;
     let title = untrusted(&c.title);
-    let link = untrusted_url(c.reader_link());
+    let link = story_marker(0);
     let summary = lead_summary(c, ctx.summary_chars);
     let accent = ctx.theme.accent.to_string();
     // Upper case here, not with text-transform, which some clients drop.
@@ -465,11 +500,21 @@ pub fn brief_summary(c: &Candidate, summary_chars: usize) -> String {
     crate::text::cut_summary(&untrusted(&c.summary), BRIEF_CHARS.min(summary_chars))
 }
 
-fn brief_block(c: &Candidate, ctx: &RenderContext) -> Markup {
+/// Where a picked story stands in the issue (the lead is 0).
+fn position_of(selection: &Selection, c: &Candidate) -> usize {
+    selection
+        .picks
+        .iter()
+        .position(|p| std::ptr::eq(p, c))
+        .expect("a brief is one of the picks")
+}
+
+/// A brief: `position` is its place in the issue (the lead is 0).
+fn brief_block(c: &Candidate, position: usize, ctx: &RenderContext) -> Markup {
     let summary = brief_summary(c, ctx.summary_chars);
     html! {
         tr { td class="brief" {
-            h3 class="brief-headline" dir="auto" { a href=(untrusted_url(c.reader_link())) { (untrusted(&c.title)) } }
+            h3 class="brief-headline" dir="auto" { a href=(story_marker(position)) { (untrusted(&c.title)) } }
             @if !summary.is_empty() {
                 p class="brief-summary" dir="auto" { (summary) }
             }
@@ -548,7 +593,7 @@ fn render_html(
                             @for (title, stories) in &sections {
                                 tr { td class="section" { h2 class="section-title" { (title.to_uppercase()) } } }
                                 @for c in stories {
-                                    (brief_block(c, ctx))
+                                    (brief_block(c, position_of(selection, c), ctx))
                                 }
                             }
                             tr { td class="footer" {
@@ -700,10 +745,10 @@ pub fn markdown_text(markdown: &str) -> String {
 
 /// A story in the text part: its headline, its link on the next line, then its
 /// words.
-fn text_story(out: &mut String, c: &Candidate, summary: String) {
+fn text_story(out: &mut String, c: &Candidate, position: usize, summary: String) {
     *out += &wrap(&untrusted(&c.title), "");
     *out += "\n";
-    *out += &untrusted_url(c.reader_link());
+    *out += &story_marker(position);
     *out += "\n";
     if !summary.is_empty() {
         *out += &wrap(&summary, "");
@@ -741,13 +786,14 @@ fn render_text(selection: &Selection, choices: &EditorChoices, ctx: &RenderConte
     let (lead, briefs) = lead_and_briefs(selection);
     if let Some(lead) = lead {
         out += "TOP STORY\n---------\n";
-        text_story(&mut out, lead, lead_summary(lead, ctx.summary_chars));
+        text_story(&mut out, lead, 0, lead_summary(lead, ctx.summary_chars));
     }
     for (title, stories) in sections(briefs) {
         let heading = title.to_uppercase();
         out += &format!("{heading}\n{}\n", "-".repeat(heading.chars().count()));
         for c in stories {
-            text_story(&mut out, c, brief_summary(c, ctx.summary_chars));
+            let position = position_of(selection, c);
+            text_story(&mut out, c, position, brief_summary(c, ctx.summary_chars));
         }
     }
     out += "-- \n";
@@ -795,27 +841,67 @@ pub fn personalize(template: &str, p: &Personal, html: bool) -> String {
         // One line: copies are spliced line by line.
         hello
     };
-    let link = |url: &str| {
-        if html {
-            escape_html(url)
-        } else {
-            url.to_string()
-        }
-    };
-    template
+    let filled = template
         .replace(GREETING, &greeting)
-        .replace(UNSUBSCRIBE_URL, &link(p.unsubscribe_url))
-        .replace(DATA_URL, &link(p.data_url))
+        .replace(UNSUBSCRIBE_URL, &place_url(p.unsubscribe_url, html))
+        .replace(DATA_URL, &place_url(p.data_url, html));
+    fill_story_links(filled, p.story_links, html)
+}
+
+/// A URL as it goes into a part: escaped in HTML.
+fn place_url(url: &str, html: bool) -> String {
+    if html {
+        escape_html(url)
+    } else {
+        url.to_string()
+    }
+}
+
+/// A part with each story's own link in place (the personal parts left as
+/// they are): what copies get when clicks are not counted.
+pub fn with_story_links(part: &str, links: &[String], html: bool) -> String {
+    fill_story_links(part.to_string(), links, html)
+}
+
+/// Puts each story's link where its marker is. A marker whose story the list
+/// lacks stays as it is (feed text cannot hold one: markers in it are defused).
+fn fill_story_links(part: String, links: &[String], html: bool) -> String {
+    if !part.contains(STORY_MARKER) {
+        return part;
+    }
+    let mut out = String::with_capacity(part.len() + links.len() * 64);
+    let mut rest = part.as_str();
+    while let Some(at) = rest.find(STORY_MARKER) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + STORY_MARKER.len()..];
+        let story = after.split_once("}}").and_then(|(n, tail)| {
+            let url = links.get(n.parse::<usize>().ok()?)?;
+            Some((url, tail))
+        });
+        match story {
+            Some((url, tail)) => {
+                out.push_str(&place_url(url, html));
+                rest = tail;
+            }
+            None => {
+                out.push_str(STORY_MARKER);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A part of the issue for anyone to read (the archive, the files on disk):
 /// no name, and the personal links pointing at the newsletter's page, where
 /// there is a subscribe form.
-pub fn public_copy(part: &str, base_url: &str, html: bool) -> String {
+pub fn public_copy(part: &str, base_url: &str, story_links: &[String], html: bool) -> String {
     let general = Personal {
         name: None,
         unsubscribe_url: base_url,
         data_url: base_url,
+        story_links,
     };
     personalize(part, &general, html)
 }
@@ -859,6 +945,7 @@ mod tests {
             recurring: false,
             score: 1.0,
             parts: ScoreParts::default(),
+            readers_note: None,
             verdict: Verdict::Picked,
             reason: String::new(),
         }
@@ -1022,12 +1109,14 @@ mod tests {
             name: Some("Amina Khan"),
             unsubscribe_url: "u",
             data_url: "d",
+            story_links: &[],
         };
         assert_eq!(personalize(GREETING, &p, false), "Hello Amina,");
         let nobody = Personal {
             name: None,
             unsubscribe_url: "u",
             data_url: "d",
+            story_links: &[],
         };
         assert!(personalize(GREETING, &nobody, true).contains(">Hello,<"));
     }

@@ -27,6 +27,8 @@ pub enum Purpose {
     Data,
     /// The editor's desk: a form's proof that it came from the desk's own page.
     Desk,
+    /// A story link that counts a click on its way (`/c/<id>`).
+    Click,
 }
 
 impl Purpose {
@@ -38,6 +40,7 @@ impl Purpose {
             Purpose::Bounce => "bounce",
             Purpose::Data => "data",
             Purpose::Desk => "desk",
+            Purpose::Click => "click",
         }
     }
 }
@@ -193,6 +196,27 @@ impl Signer {
             .then_some(id)
     }
 
+    /// The id of a counted story link: `<week>.<position>.<copy>.<mac>`, where
+    /// `copy` tells one copy of the issue from another (URL-safe characters).
+    pub fn click_id(&self, week: &str, position: usize, copy: &str) -> String {
+        let payload = format!("{week}.{position}.{copy}");
+        let tag = self.sign(Purpose::Click, &payload);
+        format!("{payload}.{tag}")
+    }
+
+    /// The week, position and copy a click id names, if it is genuine.
+    pub fn verify_click<'a>(&self, id: &'a str) -> Option<(&'a str, u32, &'a str)> {
+        let (payload, tag) = id.rsplit_once('.')?;
+        let mut parts = payload.splitn(3, '.');
+        let (week, position, copy) = (parts.next()?, parts.next()?, parts.next()?);
+        let n: u32 = position.parse().ok()?;
+        if n.to_string() != position || copy.is_empty() {
+            return None;
+        }
+        self.verify(Purpose::Click, payload, tag)
+            .then_some((week, n, copy))
+    }
+
     /// The token a desk form carries for the browser session `session`.
     pub fn desk_token(&self, session: &str) -> String {
         self.sign(Purpose::Desk, session)
@@ -273,6 +297,26 @@ mod tests {
         assert_eq!(s.verify_bounce(&t.replacen("9.", "8.", 1)), None);
         assert_eq!(s.verify_unsubscribe(&s.data_token(9)), None);
         assert_eq!(s.verify_data(&s.data_token(9)), Some(9));
+    }
+
+    #[test]
+    fn click_ids_name_their_story_and_resist_tampering() {
+        let s = signer("k1");
+        let id = s.click_id("2026-W06", 3, "Ab-_9x");
+        assert_eq!(s.verify_click(&id), Some(("2026-W06", 3, "Ab-_9x")));
+        for forged in [
+            id.replacen(".3.", ".4.", 1),
+            id.replacen("W06", "W07", 1),
+            id.replacen("Ab-", "Ac-", 1),
+            id.replacen(".3.", ".03.", 1),
+            id[..id.len() - 1].to_string(),
+        ] {
+            assert_eq!(s.verify_click(&forged), None, "{forged}");
+        }
+        assert_eq!(signer("k2").verify_click(&id), None);
+        // A click id is no other token, and no other token is a click id.
+        assert_eq!(s.verify_unsubscribe(&id), None);
+        assert_eq!(s.verify_click(&s.unsubscribe_token(3)), None);
     }
 
     #[test]

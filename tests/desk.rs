@@ -92,6 +92,13 @@ fn shoot(tab: &Tab, url: &str, width: u32, dark: bool, png: &Path) -> i64 {
     .unwrap();
     let height = number(tab, "document.documentElement.scrollHeight");
     let scroll_width = number(tab, "document.documentElement.scrollWidth");
+    if scroll_width > i64::from(width) {
+        // What sticks out, to say where to look.
+        eprintln!(
+            "wider than {width} px: {}",
+            text(tab, &format!("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > {width} + 1 && !e.parentElement.closest('table')).slice(0, 6).map(e => e.tagName + ' ' + (e.textContent || '').slice(0, 40)).join(' | ')"))
+        );
+    }
     assert!(
         scroll_width <= i64::from(width),
         "{url} at {width}: scrolls sideways ({scroll_width})"
@@ -296,4 +303,91 @@ pub fn the_desk_in_a_browser_pins_writes_the_intro_and_approves() {
     assert!(body.contains("Three rate moves this week."), "{body}");
     let record = site.digest_json("2026-W06");
     assert_eq!(record["selection"]["picks"][0]["url"], third.as_str());
+}
+
+/// The report page of a sent issue whose links readers clicked, at 360 and 800
+/// px, light and dark (screenshots `report-*.png`): nothing wider than the
+/// screen, the charts' text at a readable size, dark mode applied to the
+/// charts, and every chart with a text alternative.
+pub fn the_report_page_reads_at_phone_width_in_light_and_dark() {
+    let site = crate::serving::sent_site(6, "");
+    // Readers open a few stories, a minute apart.
+    let outbox = site.path("digests/2026-W06/outbox");
+    let server = Serving::start(&site, &[], crate::util::NOW);
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut clock = chrono::DateTime::parse_from_rfc3339(crate::util::NOW).unwrap();
+    for (i, entry) in std::fs::read_dir(&outbox).unwrap().enumerate() {
+        let eml = std::fs::read(entry.unwrap().path()).unwrap();
+        let m = mail_parser::MessageParser::default().parse(&eml).unwrap();
+        let text = m.body_text(0).unwrap().to_string();
+        let links: Vec<&str> = text
+            .split_whitespace()
+            .filter(|w| w.starts_with("https://news.test/letter/c/"))
+            .collect();
+        for link in links.iter().take(i % 3 + 1) {
+            clock += chrono::Duration::seconds(60);
+            server.set_now(&clock.to_rfc3339());
+            let r = http
+                .get(server.url(link.strip_prefix("https://news.test/letter").unwrap()))
+                .header("user-agent", "Mozilla/5.0 (iPhone) Safari/604.1")
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 302);
+        }
+    }
+    let browser = browser();
+    let tab = browser.new_tab().unwrap();
+    let shots = screenshot_dir();
+    let url = server.url("/report/2026-W06");
+    let mut bar_colours = Vec::new();
+    for width in [360, 800] {
+        for dark in [false, true] {
+            let png = shots.join(format!(
+                "report-{width}{}.png",
+                if dark { "-dark" } else { "" }
+            ));
+            let height = shoot(&tab, &url, width, dark, &png);
+            eprintln!(
+                "report at {width} px{}: {height} px tall",
+                if dark { ", dark" } else { "" }
+            );
+            assert!(number(&tab, "document.querySelectorAll('svg.chart').length") >= 4);
+            assert_eq!(
+                number(
+                    &tab,
+                    "[...document.querySelectorAll('svg.chart')].filter(s => !s.querySelector('title') || !s.querySelector('desc') || s.getAttribute('role') !== 'img').length"
+                ),
+                0,
+                "every chart has a title, a description and role=img"
+            );
+            assert!(
+                number(
+                    &tab,
+                    "Math.min(...[...document.querySelectorAll('svg.chart text')].map(t => parseFloat(getComputedStyle(t).fontSize)))"
+                ) >= 12,
+                "chart text at least 12 px"
+            );
+            // No chart label runs out of its chart.
+            assert_eq!(
+                number(
+                    &tab,
+                    "[...document.querySelectorAll('svg.chart')].filter(s => { const b = s.getBoundingClientRect(); return [...s.querySelectorAll('text')].some(t => { const r = t.getBoundingClientRect(); return r.right > b.right + 1 || r.left < b.left - 1; }); }).length"
+                ),
+                0,
+                "chart labels stay inside their chart at {width} px"
+            );
+            bar_colours.push(text(
+                &tab,
+                "getComputedStyle(document.querySelector('svg.chart rect.bar')).fill",
+            ));
+        }
+    }
+    assert_ne!(
+        bar_colours[0], bar_colours[1],
+        "dark mode recolours the bars"
+    );
+    eprintln!("screenshots in {}", shots.display());
 }

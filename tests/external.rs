@@ -93,6 +93,11 @@ fn main() {
             desk::the_desk_in_a_browser_pins_writes_the_intro_and_approves,
         ),
         trial(
+            "desk::the_report_page_reads_at_phone_width_in_light_and_dark",
+            Needs::Chromium,
+            desk::the_report_page_reads_at_phone_width_in_light_and_dark,
+        ),
+        trial(
             "inbox::inbox_check_against_caniemail_and_an_mjml_twin",
             Needs::NodeAndChromium,
             inbox::inbox_check_against_caniemail_and_an_mjml_twin,

@@ -145,7 +145,12 @@ fn formatted_message_of_a_fixed_issue() {
     use gazette::message::{self, Letterhead, Recipient};
     let (config, issue) = fixed_issue();
     let week = "2026-W06".parse().unwrap();
-    let head = Letterhead::new(&config, week, &issue.subject).unwrap();
+    let mut head = Letterhead::new(&config, week, &issue.subject).unwrap();
+    // Each copy's click links depend on a key random per run: fixed here.
+    head.clicks
+        .as_mut()
+        .expect("clicks are counted by default")
+        .copy_key = [7; 32];
     let signer = gazette::token::Signer::new(
         gazette::config::Secret::new("snapshot"),
         &config.newsletter.list_id,
@@ -157,7 +162,7 @@ fn formatted_message_of_a_fixed_issue() {
     };
     let date = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_770_624_000);
     let m = message::build(
-        &message::Prebuilt::new(&issue),
+        &message::Prebuilt::new(&issue, &head),
         &head,
         &signer,
         &to,

@@ -6,6 +6,7 @@
 mod mailserver;
 mod util;
 
+mod analytics;
 mod bounces;
 mod building;
 mod concurrency;

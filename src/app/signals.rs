@@ -214,10 +214,12 @@ pub(crate) fn week_signals(
         .map(|t| rank::title_words(t))
         .filter(|k| !k.is_empty())
         .collect();
+    let week = crate::week::IsoWeek::containing(start, config.newsletter.timezone);
     Ok(rank::Signals {
         views: views_of(stories, &views),
         listed,
         recurring,
+        topics: super::topic_interest(config, store, week)?,
     })
 }
 

@@ -85,6 +85,7 @@ pub struct Config {
     pub bounces: Bounces,
     pub signals: Signals,
     pub theme: crate::theme::Theme,
+    pub analytics: Analytics,
     /// `GAZETTE_SECRET`: the HMAC key of every token in links.
     pub secret: Option<Secret>,
 }
@@ -177,6 +178,21 @@ pub struct Ranking {
     pub max_per_source: usize,
     pub half_life_hours: f64,
     pub summary_chars: usize,
+    /// How strongly readers' clicks per topic weigh on scores (0: not at all).
+    pub click_weight: f64,
+    /// How many recent issues' clicks that weighs.
+    pub click_issues: usize,
+}
+
+/// `[analytics]`: what is counted of readers' clicks.
+#[derive(Debug, Clone)]
+pub struct Analytics {
+    /// Story links in mail go through `/c/<id>`, which counts them.
+    pub clicks: bool,
+    /// Also record which subscriber clicked what (an explicit opt-in).
+    pub per_subscriber: bool,
+    /// How long after an issue's send began its clicks are de-duplicated.
+    pub window: chrono::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

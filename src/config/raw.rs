@@ -33,6 +33,26 @@ pub(super) struct RawConfig {
     pub(super) signals: RawSignals,
     #[serde(default)]
     pub(super) theme: RawTheme,
+    #[serde(default)]
+    pub(super) analytics: RawAnalytics,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawAnalytics {
+    pub(super) clicks: bool,
+    pub(super) per_subscriber: bool,
+    pub(super) window_days: u32,
+}
+
+impl Default for RawAnalytics {
+    fn default() -> Self {
+        RawAnalytics {
+            clicks: true,
+            per_subscriber: false,
+            window_days: 30,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -216,6 +236,8 @@ pub(super) struct RawRanking {
     pub(super) max_per_source: usize,
     pub(super) half_life_hours: f64,
     pub(super) summary_chars: usize,
+    pub(super) click_weight: f64,
+    pub(super) click_issues: usize,
 }
 
 impl Default for RawRanking {
@@ -227,6 +249,8 @@ impl Default for RawRanking {
             max_per_source: 0,
             half_life_hours: 168.0,
             summary_chars: 280,
+            click_weight: 0.5,
+            click_issues: 6,
         }
     }
 }

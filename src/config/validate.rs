@@ -16,12 +16,12 @@ use url::Url;
 
 use super::env::Overlay;
 use super::raw::{
-    RawBounces, RawConfig, RawDatabase, RawFeed, RawFetch, RawNewsletter, RawOutput, RawRanking,
-    RawSchedule, RawServer, RawSignals, RawTheme,
+    RawAnalytics, RawBounces, RawConfig, RawDatabase, RawFeed, RawFetch, RawNewsletter, RawOutput,
+    RawRanking, RawSchedule, RawServer, RawSignals, RawTheme,
 };
 use super::{
-    Bounces, Config, ConfigError, Database, FeedLocation, FeedSource, Fetch, Newsletter, Output,
-    Ranking, Schedule, Secret, Server, SignalPage, Signals,
+    Analytics, Bounces, Config, ConfigError, Database, FeedLocation, FeedSource, Fetch, Newsletter,
+    Output, Ranking, Schedule, Secret, Server, SignalPage, Signals,
 };
 
 /// What every section's validator needs beside its own raw section.
@@ -99,6 +99,7 @@ pub(super) fn validate(
         bounces: bounces(cx, raw.bounces)?,
         signals: signals(cx, raw.signals)?,
         theme: theme(cx, raw.theme, &newsletter_name)?,
+        analytics: analytics(cx, raw.analytics)?,
         secret,
     })
 }
@@ -357,6 +358,15 @@ fn ranking(cx: &Context, r: RawRanking) -> Result<Ranking, ConfigError> {
     if r.summary_chars < 40 {
         return Err(cx.error("ranking.summary_chars", "must be at least 40"));
     }
+    if !(0.0..=1.0).contains(&r.click_weight) {
+        return Err(cx.error(
+            "ranking.click_weight",
+            "must be from 0 (clicks do not count) to 1",
+        ));
+    }
+    if r.click_issues == 0 || r.click_issues > 52 {
+        return Err(cx.error("ranking.click_issues", "must be from 1 to 52"));
+    }
     Ok(Ranking {
         stories: r.stories,
         views: r.views.map(|p| cx.resolve(&p)),
@@ -364,6 +374,19 @@ fn ranking(cx: &Context, r: RawRanking) -> Result<Ranking, ConfigError> {
         max_per_source: r.max_per_source,
         half_life_hours: r.half_life_hours,
         summary_chars: r.summary_chars,
+        click_weight: r.click_weight,
+        click_issues: r.click_issues,
+    })
+}
+
+fn analytics(cx: &Context, a: RawAnalytics) -> Result<Analytics, ConfigError> {
+    if a.window_days == 0 || a.window_days > 366 {
+        return Err(cx.error("analytics.window_days", "must be from 1 to 366"));
+    }
+    Ok(Analytics {
+        clicks: a.clicks,
+        per_subscriber: a.per_subscriber,
+        window: chrono::Duration::days(a.window_days.into()),
     })
 }
 

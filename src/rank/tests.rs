@@ -468,3 +468,101 @@ fn a_daily_series_from_one_feed_stays_apart_and_small_rewordings_across_feeds_fo
     assert!(groups.contains(&vec![5, 6]), "{groups:?}");
     assert_eq!(groups.len(), 8, "{groups:?}");
 }
+
+#[test]
+fn readers_interest_bounds_scores_and_leaves_pins_in_place() {
+    let stories = vec![
+        story(
+            1,
+            "https://a.example/a-pay",
+            "Bank adds instant transfers",
+            5,
+            &["Payments"],
+        ),
+        story(
+            2,
+            "https://a.example/b-coin",
+            "Exchange lists a coin today",
+            5,
+            &["Crypto"],
+        ),
+        story(
+            3,
+            "https://a.example/c-rule",
+            "Regulator issues new rule",
+            5,
+            &["Regulation"],
+        ),
+    ];
+    let interest = |topic: &str, ratio: f64, factor: f64| TopicInterest {
+        topic: topic.into(),
+        ratio,
+        factor,
+        issues: 6,
+    };
+    let mut signals = Signals::default();
+    signals
+        .topics
+        .insert("crypto".into(), interest("Crypto", 1.31, 1.18));
+    signals
+        .topics
+        .insert("payments".into(), interest("Payments", 0.7, 0.84));
+    let plain = rank(
+        &stories,
+        &Signals::default(),
+        &EditorChoices::default(),
+        &settings(3),
+        reference(),
+    )
+    .unwrap();
+    assert_eq!(
+        plain.picks[0].url, "https://a.example/a-pay",
+        "ties go by URL"
+    );
+    let taught = rank(
+        &stories,
+        &signals,
+        &EditorChoices::default(),
+        &settings(3),
+        reference(),
+    )
+    .unwrap();
+    let urls: Vec<&str> = taught.picks.iter().map(|c| c.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://a.example/b-coin",
+            "https://a.example/c-rule",
+            "https://a.example/a-pay"
+        ]
+    );
+    let coin = &taught.picks[0];
+    assert!(
+        (coin.score
+            / plain
+                .picks
+                .iter()
+                .find(|c| c.url == coin.url)
+                .unwrap()
+                .score
+            - 1.18)
+            .abs()
+            < 1e-9
+    );
+    let explained = coin.explain_score(reference());
+    assert!(
+        explained.ends_with("× Crypto ×1.18: readers clicked 31% more than average over 6 issues"),
+        "{explained}"
+    );
+    assert!(taught.picks[2]
+        .explain_score(reference())
+        .contains("readers clicked 30% less than average"));
+    // The editor's pin stays first, whatever readers clicked.
+    let pinned = EditorChoices {
+        pin: vec!["https://a.example/a-pay".into()],
+        ..EditorChoices::default()
+    };
+    let taught = rank(&stories, &signals, &pinned, &settings(3), reference()).unwrap();
+    assert_eq!(taught.picks[0].url, "https://a.example/a-pay");
+    assert_eq!(taught.picks[0].verdict, Verdict::Pinned);
+}

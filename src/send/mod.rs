@@ -267,6 +267,8 @@ pub async fn send_issue(
     let mut store = Store::open(path)?;
     let issue_id = store.issue_upsert(&week.to_string(), &issue.subject, Utc::now())?;
     let lock = lock::SendLock::acquire(&mut store, path, issue_id, week)?;
+    // What a click link may lead to: the stories of the issue as first sent.
+    store.record_issue_stories(issue_id, &issue.stories)?;
     let resend = config.smtp.on_uncertain == UncertainPolicy::Resend;
     store.enrol(issue_id, resend, Utc::now())?;
     let before = store.ledger_counts(issue_id)?;
@@ -278,7 +280,7 @@ pub async fn send_issue(
     let sent = Arc::new(AtomicU64::new(0));
     let shared = Arc::new(Shared {
         ledger: ledger::Ledger::open(path, issue_id, sent.clone())?,
-        prebuilt: message::Prebuilt::new(&issue),
+        prebuilt: message::Prebuilt::new(&issue, &head),
         head,
         signer,
         max_attempts: config.smtp.max_attempts,
@@ -407,10 +409,13 @@ pub async fn send_test(
     to: &[String],
 ) -> Result<Vec<String>, SendError> {
     let signer = Signer::from_config(config)?.signer;
-    let head = Letterhead::new(config, week, &issue.subject)?;
+    let mut head = Letterhead::new(config, week, &issue.subject)?;
+    // A test copy's clicks are the editor's, not readers': its links lead
+    // straight to the stories.
+    head.clicks = None;
     let mut channel = single_channel(config, &outbox_dir(config, week).join("test")).await?;
     let mut report = Vec::new();
-    let prebuilt = message::Prebuilt::new(issue);
+    let prebuilt = message::Prebuilt::new(issue, &head);
     for (i, address) in to.iter().enumerate() {
         let recipient = Recipient {
             id: 0,

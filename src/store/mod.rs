@@ -10,7 +10,8 @@
 //!
 //! One file per concern: [`stories`] (feeds, stories, views), [`subscribers`]
 //! (the list, suppression, export and erasure), [`ledger`] (issues, the send
-//! lock, deliveries), [`bounces`] (delivery reports), [`backup`].
+//! lock, deliveries), [`bounces`] (delivery reports), [`clicks`] (reader
+//! analytics and the report's figures), [`backup`].
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,12 +21,14 @@ use rusqlite::{Connection, TransactionBehavior};
 
 pub mod backup;
 pub mod bounces;
+pub mod clicks;
 pub mod ledger;
 pub mod stories;
 pub mod subscribers;
 
 pub use backup::check_gazette_database;
 pub use bounces::{BounceEvent, BounceKind, MessageOrigin};
+pub use clicks::{Click, ClickKind, ClickOutcome, ClickRules, IssueRow, IssueStory, StoryClicks};
 pub use ledger::{DueDelivery, LedgerCounts, LedgerWrite, LockHolder};
 pub use stories::{FeedState, Listing, StoreCounts, Story};
 pub use subscribers::{

@@ -160,6 +160,14 @@ pub(super) fn set_status_in(
         .execute(params![id, status.as_str(), to_unix(now)])?;
     if changed > 0 {
         if let Some(m) = method {
+            // A departure that names no issue (the link in the footer, the
+            // command line) is put down to the last issue the subscriber got.
+            let issue_id = match issue_id {
+                Some(i) => Some(i),
+                None => conn
+                    .prepare_cached(sql::SUBSCRIBER_LAST_ISSUE)?
+                    .query_row(params![id], |r| r.get("issue_id"))?,
+            };
             conn.prepare_cached(sql::UNSUBSCRIBE_EVENT_INSERT)?
                 .execute(params![id, to_unix(now), m.as_str(), issue_id])?;
         }
@@ -174,6 +182,7 @@ fn delete_subscriber_in(conn: &Connection, id: i64) -> Result<(), StoreError> {
         sql::SUBSCRIBER_DELETE_REQUESTS,
         sql::SUBSCRIBER_DELETE_DELIVERIES,
         sql::SUBSCRIBER_DELETE_EVENTS,
+        sql::SUBSCRIBER_DELETE_CLICKS,
         sql::SUBSCRIBER_DELETE_BOUNCES,
         sql::SUBSCRIBER_DELETE,
     ] {
@@ -477,12 +486,21 @@ impl Store {
                 "confirmed_at": r.get::<_, Option<i64>>("used_at")?.map(|t| from_unix(t).to_rfc3339()),
             }))
         })?;
+        let clicks = rows(sql::EXPORT_SUBSCRIBER_CLICKS, &|r| {
+            Ok(json!({
+                "issue": r.get::<_, String>("week")?,
+                "story": r.get::<_, Option<String>>("title")?,
+                "link": r.get::<_, Option<String>>("link")?,
+                "at": time(r, "at")?,
+            }))
+        })?;
         Ok(Some(json!({
             "subscriber": {"id": s.id, "email": s.email, "name": s.name, "status": s.status, "subscribed_at": s.created_at.to_rfc3339()},
             "deliveries": deliveries,
             "unsubscribe_events": unsubscribes,
             "bounce_and_complaint_reports": bounces,
             "subscribe_requests": requests,
+            "story_clicks": clicks,
         })))
     }
 

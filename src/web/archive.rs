@@ -43,9 +43,10 @@ pub(super) async fn archive(State(state): State<Arc<AppState>>) -> Response {
     )
 }
 
-/// An issue as sent, with the personal parts made general.
-pub(super) fn public_html(html: &str, base: &str) -> String {
-    render::public_copy(html, base, true)
+/// An issue as sent, with the personal parts made general and the stories'
+/// own links (never counted ones).
+pub(super) fn public_html(issue: &render::Issue, base: &str) -> String {
+    render::public_copy(&issue.html, base, &issue.links(), true)
 }
 
 pub(super) async fn issue_page(
@@ -71,7 +72,7 @@ pub(super) async fn issue_page(
         .flatten();
     match (sent, built) {
         (true, Some((issue, _))) => Html(public_html(
-            &issue.html,
+            &issue,
             state.config.newsletter.base_url.as_str(),
         ))
         .into_response(),

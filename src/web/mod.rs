@@ -1,6 +1,7 @@
 //! The routes and pages of `gazette serve` (axum; [`crate::serve`] starts them):
 //! one-click unsubscribe (RFC 8058), double opt-in subscribe, the public archive
-//! and its Atom feed, the editor's preview, and `/healthz`. In: HTTP requests and the [`Config`]. Out: pages, and
+//! and its Atom feed, counted story links (`/c/`), the editor's preview and
+//! report, and `/healthz`. In: HTTP requests and the [`Config`]. Out: pages, and
 //! changes to the subscriber list, each one transaction. Tokens in paths are
 //! verified in constant time; a bad one gets a page that says nothing about who is
 //! subscribed, and logs show tokens shortened, never whole.
@@ -33,8 +34,10 @@ use crate::token::{self, Signer};
 use crate::week::IsoWeek;
 
 mod archive;
+pub mod clicks;
 pub mod client;
 mod preview;
+mod report;
 use archive::*;
 use preview::*;
 
@@ -187,10 +190,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/feed.xml", get(feed))
         .route("/issues/{week}", get(issue_page))
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
+        .route("/c/{id}", get(clicks::click))
         .route("/subscribe", axum::routing::post(subscribe))
         .route("/confirm/{token}", get(confirm_page).post(confirm))
         .route("/data/{token}", get(your_data))
         .route("/preview", get(preview_now))
+        .route("/report", get(report::report_latest))
+        .route("/report/{week}", get(report::report_page))
         .route("/preview/{week}", get(preview_week).post(desk_change))
         .route("/preview/{week}/intro", axum::routing::post(intro_preview))
         .route("/preview/{week}/digest.html", get(preview_digest));

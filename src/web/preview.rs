@@ -161,6 +161,8 @@ pub(super) struct PreviewData {
     default_subject: String,
     default_preheader: String,
     default_intro: String,
+    /// What readers did with it, once it went out.
+    report: Option<app::Report>,
 }
 
 impl PreviewData {
@@ -229,6 +231,12 @@ pub(super) fn preview_data(
             .chain(selection.others)
             .collect(),
         approval: store.approval(&week.to_string())?,
+        report: match status {
+            app::WeekStatus::Sending | app::WeekStatus::Sent => {
+                app::report(config, store, week, now)?
+            }
+            _ => None,
+        },
         status,
         weeks,
     }))
@@ -252,7 +260,7 @@ pub(super) async fn preview_now(
 
 /// A token that came in the URL goes into a cookie, so the desk never needs it
 /// in an address again (history, logs, Referer).
-fn keep_token(state: &AppState, q: &PreviewQuery, mut response: Response) -> Response {
+pub(super) fn keep_token(state: &AppState, q: &PreviewQuery, mut response: Response) -> Response {
     if let Some(token) = q.token.as_deref() {
         let (name, value) = set_cookie(state, ADMIN_COOKIE, token);
         if let Ok(v) = header::HeaderValue::from_str(&value) {
@@ -276,7 +284,7 @@ fn redirect(state: &AppState, week: IsoWeek, done: Option<&str>) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
 }
 
-fn no_such_week(state: &AppState, e: crate::week::WeekParseError) -> Response {
+pub(super) fn no_such_week(state: &AppState, e: crate::week::WeekParseError) -> Response {
     state.respond(
         StatusCode::NOT_FOUND,
         "No such week",
@@ -403,6 +411,16 @@ fn desk_page(state: &AppState, d: &PreviewData, q: &PreviewQuery, csrf: &str) ->
                 }
             }
         }
+        @if let Some(r) = &d.report {
+            div class="card" {
+                h2 { "Readers" }
+                p {
+                    (r.delivery.sent) " sent · " (r.clicks.readers) " readers clicked (" (format!("{:.1}%", r.clicks.click_rate * 100.0)) ") · "
+                    a href=(state.href(&format!("report/{}", d.week))) { "the whole report" }
+                }
+                (super::report::story_bars(r))
+            }
+        }
         @if let Some(done) = q.done.as_ref().filter(|d| state.signer.verify_desk(&format!("done:{d}"), q.sig.as_deref().unwrap_or(""))) {
             p class="card done" role="status" { (crate::text::clean_line(done)) }
         }
@@ -512,7 +530,7 @@ fn desk_page(state: &AppState, d: &PreviewData, q: &PreviewQuery, csrf: &str) ->
         }
         h2 { "Text part" }
         pre class="text-part" {
-            (render::public_copy(&d.issue.text, state.config.newsletter.base_url.as_str(), false))
+            (render::public_copy(&d.issue.text, state.config.newsletter.base_url.as_str(), &d.issue.links(), false))
         }
     };
     let css = "main{max-width:1100px}label{display:block;font-weight:bold;margin:8px 0 4px}\
@@ -523,6 +541,7 @@ table.stories td{border-top:1px solid #d8dde4;vertical-align:top;padding:6px 4px
 .intro-preview{border-left:3px solid #9ca3af;padding:0 12px;margin:0 0 12px}.weeks{columns:2}\
 .status{text-transform:uppercase;font-size:13px;letter-spacing:.5px}.done{border-left:4px solid #15803d}\
 .text-part{white-space:pre-wrap;font-size:13px;background:#fff;color:#1f2937;padding:12px;overflow-x:auto}";
+    let css = &format!("{css}{}", super::report::CHART_CSS);
     page_with(
         &state.config.theme,
         &format!("Issue of {}", d.week),
@@ -746,7 +765,7 @@ pub(super) async fn preview_digest(
         .await
     {
         Ok(Some((issue, ..))) => Html(public_html(
-            &issue.html,
+            &issue,
             state.config.newsletter.base_url.as_str(),
         ))
         .into_response(),

@@ -224,7 +224,29 @@ CREATE TABLE approvals (
 ALTER TABLE deliveries ADD COLUMN gave_up INTEGER NOT NULL DEFAULT 0;
 
 -- migration: 8
--- Reader analytics ([analytics]). The stories an issue links to, by position,
+-- Reader analytics ([analytics]) and the report. Whether an issue's mail
+-- counted clicks (its links went through /c/): issues that did not say
+-- nothing about what readers clicked.
+ALTER TABLE issues ADD COLUMN clicks_counted INTEGER NOT NULL DEFAULT 0;
+-- A departure is put down to the subscriber's last issue.
+CREATE INDEX deliveries_by_subscriber ON deliveries(subscriber_id, state, issue_id);
+-- The list's size over time: a row each time someone becomes active or stops
+-- being active, kept by triggers so no path can forget it; no one is named.
+CREATE TABLE list_moves (
+    at     INTEGER NOT NULL,
+    joined INTEGER NOT NULL                 -- 1 became active, 0 stopped being active
+);
+CREATE INDEX list_moves_by_time ON list_moves(at);
+INSERT INTO list_moves (at, joined) SELECT created_at, 1 FROM subscribers WHERE status <> 'pending';
+INSERT INTO list_moves (at, joined) SELECT at, 0 FROM unsubscribe_events;
+CREATE TRIGGER list_join_on_insert AFTER INSERT ON subscribers WHEN new.status = 'active'
+BEGIN INSERT INTO list_moves (at, joined) VALUES (new.updated_at, 1); END;
+CREATE TRIGGER list_move_on_update AFTER UPDATE OF status ON subscribers
+WHEN (old.status = 'active') <> (new.status = 'active')
+BEGIN INSERT INTO list_moves (at, joined) VALUES (new.updated_at, new.status = 'active'); END;
+CREATE TRIGGER list_leave_on_delete AFTER DELETE ON subscribers WHEN old.status = 'active'
+BEGIN INSERT INTO list_moves (at, joined) VALUES (CAST(strftime('%s', 'now') AS INTEGER), 0); END;
+-- The stories an issue links to, by position,
 -- fixed when its send begins: a click link names a position, so it can only
 -- lead to a link the issue holds.
 CREATE TABLE issue_stories (
@@ -254,14 +276,15 @@ CREATE TABLE click_windows (
     closes_at INTEGER NOT NULL
 );
 -- Clicks while the window is open: one row per copy (as a keyed hash), story
--- and kind (0 reader, 1 automated). Times in ms: scanners click in bursts.
+-- and kind (0 reader, 1 automated). No times: with them, a scanner's clicks
+-- seconds after a delivery could point at the copy's recipient (bursts are
+-- told in the server's memory).
 CREATE TABLE clicks_seen (
     issue_id    INTEGER NOT NULL,
     copy        BLOB NOT NULL,
     position    INTEGER NOT NULL,
     automated   INTEGER NOT NULL,
     clicks      INTEGER NOT NULL,
-    last_at_ms  INTEGER NOT NULL,
     PRIMARY KEY (issue_id, copy, position, automated)
 ) WITHOUT ROWID;
 -- Readers who clicked anything in an issue, folded in when its window closes.
@@ -645,18 +668,22 @@ INSERT INTO click_windows (issue_id, key, closes_at) VALUES (?1, ?2, ?3)
 ON CONFLICT (issue_id) DO NOTHING;
 
 -- query: clicks_seen_add
-INSERT INTO clicks_seen (issue_id, copy, position, automated, clicks, last_at_ms)
-VALUES (:issue, :copy, :position, :automated, :clicks, :at)
-ON CONFLICT (issue_id, copy, position, automated)
-DO UPDATE SET clicks = clicks + excluded.clicks, last_at_ms = max(last_at_ms, excluded.last_at_ms);
+INSERT INTO clicks_seen (issue_id, copy, position, automated, clicks)
+VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (issue_id, copy, position, automated) DO UPDATE SET clicks = clicks + excluded.clicks;
 
--- The stories one copy clicked since a time (any kind): a scanner's burst.
--- query: clicks_seen_recent
-SELECT position, automated, clicks FROM clicks_seen
-WHERE issue_id = ?1 AND copy = ?2 AND last_at_ms >= ?3;
+-- One click of a reader's row taken back (it was a scanner's); the row goes
+-- when none is left.
+-- query: clicks_seen_take_back
+UPDATE clicks_seen SET clicks = clicks - 1
+WHERE issue_id = ?1 AND copy = ?2 AND position = ?3 AND automated = 0 AND clicks > 0;
 
--- query: clicks_seen_delete_one
-DELETE FROM clicks_seen WHERE issue_id = ?1 AND copy = ?2 AND position = ?3 AND automated = ?4;
+-- query: clicks_seen_drop_empty
+DELETE FROM clicks_seen WHERE issue_id = ?1 AND copy = ?2 AND position = ?3 AND clicks = 0
+RETURNING position;
+
+-- query: subscriber_click_delete
+DELETE FROM subscriber_clicks WHERE subscriber_id = ?1 AND issue_id = ?2 AND position = ?3;
 
 -- query: story_clicks_add
 INSERT INTO story_clicks (issue_id, position, clicks, unique_clicks, automated)
@@ -719,28 +746,41 @@ WHERE c.subscriber_id = ?1 ORDER BY c.issue_id, c.position;
 -- query: subscriber_delete_clicks
 DELETE FROM subscriber_clicks WHERE subscriber_id = ?1;
 
--- Issues that reached someone, oldest first, with when each began and how many it reached.
+-- Issues whose send began, oldest first: when each began, how many it reached,
+-- whether its links counted clicks.
 -- query: report_issues
 SELECT i.id AS id, i.week AS week, i.subject AS subject, i.created_at AS created_at,
+  i.clicks_counted AS clicks_counted,
   (SELECT count(*) FROM deliveries d WHERE d.issue_id = i.id AND d.state = 'sent') AS sent
 FROM issues i WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = i.id)
 ORDER BY i.week;
 
--- Subscribers a report about an issue counts once per kind.
+-- query: issue_clicks_counted
+UPDATE issues SET clicks_counted = ?2 WHERE id = ?1;
+
+-- The link behind a story of an issue, for a click that could not be counted.
+-- query: issue_story_link
+SELECT s.link AS link FROM issues i JOIN issue_stories s ON s.issue_id = i.id
+WHERE i.week = ?1 AND s.position = ?2;
+
+-- Subscribers a report about an issue counts once per kind; a refusal of the
+-- mailbox at sending (no report follows) is a hard bounce too.
 -- query: report_bounces
-SELECT kind, count(DISTINCT subscriber_id) AS subscribers FROM bounce_events
-WHERE issue_id = ?1 AND subscriber_id IS NOT NULL GROUP BY kind;
+SELECT kind, count(DISTINCT subscriber_id) AS subscribers FROM (
+  SELECT kind, subscriber_id FROM bounce_events WHERE issue_id = ?1 AND subscriber_id IS NOT NULL
+  UNION
+  SELECT 'hard', e.subscriber_id FROM unsubscribe_events e
+  WHERE e.issue_id = ?1 AND e.method = 'bounce'
+    AND NOT EXISTS (SELECT 1 FROM bounce_events b WHERE b.issue_id = ?1 AND b.subscriber_id = e.subscriber_id)
+) GROUP BY kind;
 
 -- Unsubscribes that name the issue, or name none and came while it was the latest.
 -- query: report_unsubscribes
 SELECT method, count(*) AS events FROM unsubscribe_events
 WHERE issue_id = ?1 OR (issue_id IS NULL AND at >= ?2 AND at < ?3) GROUP BY method;
 
--- query: report_joins_since
-SELECT created_at FROM subscribers WHERE status <> 'pending' AND created_at >= ?1;
-
--- query: report_leaves_since
-SELECT at FROM unsubscribe_events WHERE at >= ?1;
+-- query: report_list_moves_since
+SELECT at, joined FROM list_moves WHERE at >= ?1;
 
 -- query: report_active_now
 SELECT count(*) AS active FROM subscribers WHERE status = 'active';

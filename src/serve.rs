@@ -100,11 +100,27 @@ async fn schedule_loop(
     };
     let mut scheduler = Scheduler::new(&config.schedule, tz);
     let mut announce = true;
+    let mut windows_checked: Option<chrono::DateTime<chrono::Utc>> = None;
     loop {
         if *shutdown.borrow() {
             return;
         }
         let now = clock();
+        // Hourly: click windows past their end drop their keys and hashes,
+        // whether or not anyone clicks or reports.
+        if windows_checked.is_none_or(|t| now - t >= chrono::Duration::hours(1)) {
+            windows_checked = Some(now);
+            match crate::store::Store::open(&config.database.path)
+                .and_then(|mut s| s.close_click_windows(now))
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    issues = n,
+                    "click windows closed: counts kept, copies' hashes dropped"
+                ),
+                Err(e) => tracing::warn!("closing click windows: {e:#}"),
+            }
+        }
         // A send that began (before approval was required) may always finish.
         let may_send = |w: IsoWeek| {
             !config.schedule.require_approval

@@ -44,6 +44,8 @@ pub struct Report {
     pub list: Vec<ListWeek>,
     /// The last issues' click rates, oldest first, this one last.
     pub issues: Vec<IssueClicks>,
+    /// Whether this issue's links counted clicks (`[analytics] clicks`).
+    pub clicks_counted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
@@ -52,7 +54,8 @@ pub struct Delivery {
     pub enrolled: u64,
     pub sent: u64,
     pub failed: u64,
-    /// Not sent yet: pending, being sent, or uncertain after a crash.
+    /// Not sent yet: pending, being sent, uncertain after a crash, or deferred
+    /// by the server until the attempts ran out (the next run tries again).
     pub unfinished: u64,
     /// Left the list before their turn.
     pub skipped: u64,
@@ -177,8 +180,9 @@ pub fn report(
             + counts.uncertain
             + counts.skipped,
         sent: counts.sent,
-        failed: counts.failed,
-        unfinished: counts.pending + counts.sending + counts.uncertain,
+        // Deferred until the attempts ran out: the next run tries them again.
+        failed: counts.failed - counts.gave_up,
+        unfinished: counts.pending + counts.sending + counts.uncertain + counts.gave_up,
         skipped: counts.skipped,
     };
     let mut bounced = Bounced::default();
@@ -219,12 +223,13 @@ pub fn report(
         t.click_rate = rate(t.unique_clicks, issue.sent * t.stories as u64);
     }
     topics.sort_by(|a, b| b.click_rate.total_cmp(&a.click_rate));
+    let readers = store.issue_readers(issue.id)?;
     let clicks = ClickTotals {
         clicks: stories.iter().map(|s| s.clicks).sum(),
         unique_clicks: stories.iter().map(|s| s.unique_clicks).sum(),
         automated: stories.iter().map(|s| s.automated).sum(),
-        readers: store.issue_readers(issue.id)?,
-        click_rate: rate(store.issue_readers(issue.id)?, issue.sent),
+        readers,
+        click_rate: rate(readers, issue.sent),
     };
 
     let history = issues[at.saturating_sub(HISTORY_ISSUES - 1)..=at]
@@ -255,6 +260,7 @@ pub fn report(
         clicks,
         list: list_history(config, store, now)?,
         issues: history,
+        clicks_counted: issue.clicks_counted,
     }))
 }
 
@@ -280,7 +286,7 @@ fn story_reports(store: &Store, issue: &IssueRow) -> Result<Vec<StoryReport>> {
 
 /// Active subscribers, joins and leaves for the [`LIST_WEEKS`] weeks up to
 /// now's. Earlier sizes are counted back from
-/// today's: today's active, less who joined since, plus who left since.
+/// today's: today's active, less who became active since, plus who stopped.
 fn list_history(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<ListWeek>> {
     let tz = config.newsletter.timezone;
     let last = IsoWeek::containing(now, tz);
@@ -291,7 +297,7 @@ fn list_history(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Ve
     }
     weeks.reverse();
     let from = weeks[0].bounds(tz).0;
-    let crate::store::clicks::ListMoves {
+    let crate::store::ListMoves {
         joins,
         leaves,
         active_now,
@@ -316,13 +322,15 @@ fn list_history(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Ve
         .collect())
 }
 
-/// What readers' clicks in the `[ranking] click_issues` issues sent before
-/// `week` say about each topic; empty with `click_weight = 0` or no clicks.
+/// What readers' clicks in the last `[ranking] click_issues` issues sent before
+/// `week` (of those whose links counted clicks) say about each topic; empty with
+/// `click_weight = 0` or no clicks.
 ///
-/// A topic's ratio is its stories' unique clicks over what the average story's
-/// rate would have given them, both plus [`PRIOR_CLICKS`]; its factor is the
-/// ratio to the power `click_weight`, within [`MIN_TOPIC_FACTOR`] and
-/// [`MAX_TOPIC_FACTOR`].
+/// A story's expected unique clicks are what the average story of its kind got
+/// per message, lead or brief (the lead, with two links at the top, draws
+/// more), times the messages it went out in. A topic's ratio is
+/// its stories' unique clicks over their expected ones, both plus
+/// [`PRIOR_CLICKS`]; its factor is [`topic_factor`].
 pub fn topic_interest(
     config: &Config,
     store: &Store,
@@ -337,22 +345,40 @@ pub fn topic_interest(
         .report_issues()
         .context("reading the issues' clicks")?
         .into_iter()
-        .filter(|i| i.week < w && i.sent > 0)
+        .filter(|i| i.week < w && i.sent > 0 && i.clicks_counted)
         .collect();
     let recent = &issues[issues.len().saturating_sub(config.ranking.click_issues)..];
-    // By topic in lower case: its name, exposures (messages that carried one
-    // of its stories), unique clicks, and the issues it was in.
-    let mut topics: HashMap<String, (String, u64, u64, usize)> = HashMap::new();
-    let (mut exposures, mut clicks) = (0u64, 0u64);
-    for issue in recent {
+    let reports = recent
+        .iter()
+        .map(|issue| Ok((issue, story_reports(store, issue)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // The lead and the briefs: unique clicks and messages of each, over the
+    // issues.
+    let place = |position: usize| usize::from(position > 0);
+    let mut by_place = [(0u64, 0u64); 2];
+    for (issue, stories) in &reports {
+        for s in stories {
+            by_place[place(s.position)].0 += s.unique_clicks;
+            by_place[place(s.position)].1 += issue.sent;
+        }
+    }
+    if by_place.iter().all(|(clicks, _)| *clicks == 0) {
+        return Ok(HashMap::new());
+    }
+    // By topic in lower case: its name, expected and actual unique clicks,
+    // and how many issues it was in.
+    let mut topics: HashMap<String, (String, f64, u64, usize)> = HashMap::new();
+    for (issue, stories) in &reports {
         let mut seen_here: Vec<String> = Vec::new();
-        for s in story_reports(store, issue)? {
-            exposures += issue.sent;
-            clicks += s.unique_clicks;
-            let Some(topic) = s.topic else { continue };
+        for s in stories {
+            let Some(topic) = &s.topic else { continue };
+            let (clicks, sent) = by_place[place(s.position)];
+            let expected = clicks as f64 / sent.max(1) as f64 * issue.sent as f64;
             let key = topic.to_lowercase();
-            let t = topics.entry(key.clone()).or_insert((topic, 0, 0, 0));
-            t.1 += issue.sent;
+            let t = topics
+                .entry(key.clone())
+                .or_insert((topic.clone(), 0.0, 0, 0));
+            t.1 += expected;
             t.2 += s.unique_clicks;
             if !seen_here.contains(&key) {
                 t.3 += 1;
@@ -360,15 +386,10 @@ pub fn topic_interest(
             }
         }
     }
-    if clicks == 0 {
-        return Ok(HashMap::new());
-    }
-    let average = clicks as f64 / exposures as f64;
     Ok(topics
         .into_iter()
-        .filter_map(|(key, (topic, exposed, clicked, issues))| {
-            let ratio = (clicked as f64 + PRIOR_CLICKS) / (average * exposed as f64 + PRIOR_CLICKS);
-            let factor = ratio.powf(weight).clamp(MIN_TOPIC_FACTOR, MAX_TOPIC_FACTOR);
+        .filter_map(|(key, (topic, expected, clicked, issues))| {
+            let (ratio, factor) = topic_factor(clicked, expected, weight);
             // A factor that changes nothing says nothing.
             ((factor - 1.0).abs() >= 0.005).then_some((
                 key,
@@ -381,6 +402,15 @@ pub fn topic_interest(
             ))
         })
         .collect())
+}
+
+/// A topic's ratio (its unique clicks over those expected, both plus
+/// [`PRIOR_CLICKS`]) and its factor: the ratio to the power `weight`, within
+/// [`MIN_TOPIC_FACTOR`] and [`MAX_TOPIC_FACTOR`].
+pub fn topic_factor(clicked: u64, expected: f64, weight: f64) -> (f64, f64) {
+    let ratio = (clicked as f64 + PRIOR_CLICKS) / (expected + PRIOR_CLICKS);
+    let factor = ratio.powf(weight).clamp(MIN_TOPIC_FACTOR, MAX_TOPIC_FACTOR);
+    (ratio, factor)
 }
 
 /// The report as a terminal table.
@@ -409,14 +439,18 @@ pub fn describe_report(r: &Report) -> String {
             left.join(" · ")
         }
     );
-    out += &format!(
-        "clicks       {} ({} unique) · {} readers clicked ({} of messages sent) · {} automated, not counted\n\n",
-        r.clicks.clicks,
-        r.clicks.unique_clicks,
-        r.clicks.readers,
-        percent(r.clicks.click_rate),
-        r.clicks.automated
-    );
+    if r.clicks_counted {
+        out += &format!(
+            "clicks       {} ({} unique) · {} readers clicked ({} of messages sent) · {} automated (counted apart)\n\n",
+            r.clicks.clicks,
+            r.clicks.unique_clicks,
+            r.clicks.readers,
+            percent(r.clicks.click_rate),
+            r.clicks.automated
+        );
+    } else {
+        out += "clicks       not counted: this issue went out with [analytics] clicks = false\n\n";
+    }
     out += &format!(
         "{:>3}  {:>6}  {:>6}  {:>6}  {:>9}  story\n",
         "#", "clicks", "unique", "rate", "automated"
@@ -467,4 +501,26 @@ pub fn describe_report(r: &Report) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topics_factor_is_smoothed_weighted_and_bounded() {
+        // As expected: no change, whatever the weight.
+        assert_eq!(topic_factor(20, 20.0, 0.5), (1.0, 1.0));
+        // 31% more than expected on plenty of clicks: sqrt(1.31) at weight 0.5.
+        let (ratio, factor) = topic_factor(1310 - 5, 995.0, 0.5);
+        assert!((ratio - 1.31).abs() < 1e-9, "{ratio}");
+        assert!((factor - 1.31f64.sqrt()).abs() < 1e-9, "{factor}");
+        // The same ratio at weight 1 moves the score by all of it, up to the cap.
+        assert!((topic_factor(1305, 995.0, 1.0).1 - 1.25).abs() < 1e-9);
+        // Few clicks move little: 3 clicks where 1 was expected is not ×3.
+        let (ratio, _) = topic_factor(3, 1.0, 1.0);
+        assert!((ratio - 8.0 / 6.0).abs() < 1e-9, "{ratio}");
+        // Never below ×0.8, however little a topic is clicked.
+        assert_eq!(topic_factor(0, 500.0, 1.0).1, MIN_TOPIC_FACTOR);
+    }
 }

@@ -269,6 +269,9 @@ pub async fn send_issue(
     let lock = lock::SendLock::acquire(&mut store, path, issue_id, week)?;
     // What a click link may lead to: the stories of the issue as first sent.
     store.record_issue_stories(issue_id, &issue.stories)?;
+    if head.clicks.is_some() {
+        store.set_clicks_counted(issue_id, true)?;
+    }
     let resend = config.smtp.on_uncertain == UncertainPolicy::Resend;
     store.enrol(issue_id, resend, Utc::now())?;
     let before = store.ledger_counts(issue_id)?;

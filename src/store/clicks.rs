@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use rusqlite::{named_params, params, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use sha2::Sha256;
 
 use super::{from_unix, query_all, sql, to_unix, Store, StoreError};
@@ -24,11 +24,12 @@ pub struct IssueStory {
     pub topic: Option<String>,
 }
 
-/// How a click is to be counted, as the request alone tells.
+/// How a click is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClickKind {
     Reader,
-    /// A HEAD request or a known scanner's user agent.
+    /// A HEAD request, an empty or known scanner's User-Agent, or part of a
+    /// burst across one copy's links: counted apart.
     Automated,
 }
 
@@ -39,27 +40,22 @@ pub struct Click<'a> {
     pub position: u32,
     /// What the link says about the copy it is in (a random value per copy, or
     /// with per-subscriber analytics the subscriber): hashed before storing.
-    pub copy: &'a str,
+    /// `None`: not to be kept at all; the click counts, but not as unique.
+    pub copy: Option<&'a str>,
     /// The subscriber, with `[analytics] per_subscriber` only.
     pub subscriber: Option<i64>,
     pub kind: ClickKind,
+    /// Earlier clicks of this copy, one per position listed, counted as a
+    /// reader's and now known to be a scanner's: they move to automated.
+    pub taken_back: &'a [u32],
     pub at: DateTime<Utc>,
-}
-
-/// How long the keyed hashes are kept, and what makes a burst.
-#[derive(Debug, Clone, Copy)]
-pub struct ClickRules {
-    pub window: chrono::Duration,
-    /// This many different stories of one copy within `burst` is a scanner.
-    pub burst_stories: usize,
-    pub burst: chrono::Duration,
 }
 
 /// What became of a click.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClickOutcome {
-    /// Counted; go to `link`. `automated`: counted apart from readers' clicks.
-    Counted { link: String, automated: bool },
+    /// Counted; go to `link`.
+    Counted { link: String },
     /// The issue holds no story at that position.
     NoSuchStory,
 }
@@ -80,7 +76,7 @@ pub struct ListMoves {
     pub active_now: u64,
 }
 
-/// An issue that reached someone.
+/// An issue whose send began.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueRow {
     pub id: i64,
@@ -88,6 +84,8 @@ pub struct IssueRow {
     pub subject: String,
     pub started_at: DateTime<Utc>,
     pub sent: u64,
+    /// Its links went through `/c/`: its clicks were counted.
+    pub clicks_counted: bool,
 }
 
 fn copy_hash(key: &[u8], copy: &str) -> Vec<u8> {
@@ -134,16 +132,18 @@ impl Store {
     /// Closes the click windows that ended by `now`: counts folded into
     /// `story_clicks`, the copies' hashes and the key dropped. One transaction.
     pub fn close_click_windows(&mut self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        self.in_transaction(|tx| close_windows_in(tx, now))
+        self.in_write_transaction(|tx| close_windows_in(tx, now))
     }
 
-    /// Counts one click and says where it leads. One transaction.
+    /// Counts one click and says where it leads. One transaction, taken for
+    /// writing at once: a click must not fail because a send committed to the
+    /// ledger between its reads and its writes.
     pub fn record_click(
         &mut self,
         click: &Click,
-        rules: &ClickRules,
+        window: chrono::Duration,
     ) -> Result<ClickOutcome, StoreError> {
-        self.in_transaction(|tx| {
+        self.in_write_transaction(|tx| {
             close_windows_in(tx, click.at)?;
             let target = tx
                 .prepare_cached(sql::CLICK_TARGET)?
@@ -159,7 +159,7 @@ impl Store {
             let Some((link, started, key, closes_at)) = target else {
                 return Ok(ClickOutcome::NoSuchStory);
             };
-            let closes = started + rules.window.num_seconds();
+            let closes = started + window.num_seconds();
             let key = match (key, closes_at) {
                 (Some(key), _) => Some(key),
                 // Closed already: no copy can be told from another any more.
@@ -175,74 +175,72 @@ impl Store {
                 }
                 (None, None) => None,
             };
-            let position = click.position as i64;
-            let mut automated = click.kind == ClickKind::Automated;
-            match key {
+            let position = i64::from(click.position);
+            let automated = click.kind == ClickKind::Automated;
+            let add_to_story = |position: i64, reader: i64, bot: i64| {
+                tx.prepare_cached(sql::STORY_CLICKS_ADD)?
+                    .execute(params![click.issue_id, position, reader, 0, bot])
+                    .map(drop)
+            };
+            match key.zip(click.copy) {
                 None => {
-                    let (reader, bot) = if automated { (0, 1) } else { (1, 0) };
-                    tx.prepare_cached(sql::STORY_CLICKS_ADD)?.execute(params![
-                        click.issue_id,
-                        position,
-                        reader,
-                        0,
-                        bot
-                    ])?;
-                }
-                Some(key) => {
-                    let copy = copy_hash(&key, click.copy);
-                    let at_ms = click.at.timestamp_millis();
-                    let add = |position: i64, automated: bool, clicks: i64, at_ms: i64| {
-                        tx.prepare_cached(sql::CLICKS_SEEN_ADD)?
-                            .execute(named_params! {
-                                ":issue": click.issue_id,
-                                ":copy": copy,
-                                ":position": position,
-                                ":automated": automated,
-                                ":clicks": clicks,
-                                ":at": at_ms,
-                            })
-                            .map(|_| ())
-                    };
-                    if !automated {
-                        // Clicks on many stories of one copy within seconds:
-                        // a mail scanner opening every link, not a reader.
-                        let since = at_ms - rules.burst.num_milliseconds();
-                        let recent = query_all(
-                            tx,
-                            sql::CLICKS_SEEN_RECENT,
-                            params![click.issue_id, copy, since],
-                            |r| {
-                                Ok((
-                                    r.get::<_, i64>("position")?,
-                                    r.get::<_, bool>("automated")?,
-                                    r.get::<_, i64>("clicks")?,
-                                ))
-                            },
-                        )?;
-                        let mut stories: Vec<i64> = recent.iter().map(|r| r.0).collect();
-                        stories.push(position);
-                        stories.sort_unstable();
-                        stories.dedup();
-                        if stories.len() >= rules.burst_stories {
-                            automated = true;
-                            for (p, was_automated, clicks) in recent {
-                                if !was_automated {
-                                    tx.prepare_cached(sql::CLICKS_SEEN_DELETE_ONE)?
-                                        .execute(params![click.issue_id, copy, p, false])?;
-                                    add(p, true, clicks, at_ms)?;
-                                }
-                            }
-                        }
+                    for &p in click.taken_back {
+                        add_to_story(i64::from(p), -1, 1)?;
                     }
-                    add(position, automated, 1, at_ms)?;
+                    add_to_story(position, i64::from(!automated), i64::from(automated))?;
+                }
+                Some((key, copy)) => {
+                    let copy = copy_hash(&key, copy);
+                    let add = |position: i64, automated: bool| {
+                        tx.prepare_cached(sql::CLICKS_SEEN_ADD)?
+                            .execute(params![click.issue_id, copy, position, automated, 1])
+                            .map(drop)
+                    };
+                    for &p in click.taken_back {
+                        let p = i64::from(p);
+                        tx.prepare_cached(sql::CLICKS_SEEN_TAKE_BACK)?
+                            .execute(params![click.issue_id, copy, p])?;
+                        let emptied = tx
+                            .prepare_cached(sql::CLICKS_SEEN_DROP_EMPTY)?
+                            .query_row(params![click.issue_id, copy, p], |r| r.get::<_, i64>(0))
+                            .optional()?;
+                        if let (Some(_), Some(id)) = (emptied, click.subscriber) {
+                            tx.prepare_cached(sql::SUBSCRIBER_CLICK_DELETE)?
+                                .execute(params![id, click.issue_id, p])?;
+                        }
+                        add(p, true)?;
+                    }
+                    add(position, automated)?;
                 }
             }
             if let (Some(id), false) = (click.subscriber, automated) {
                 tx.prepare_cached(sql::SUBSCRIBER_CLICK_INSERT)?
                     .execute(params![id, click.issue_id, position, to_unix(click.at)])?;
             }
-            Ok(ClickOutcome::Counted { link, automated })
+            Ok(ClickOutcome::Counted { link })
         })
+    }
+
+    /// The link of an issue's story, read without counting anything: where a
+    /// click goes when it could not be counted.
+    pub fn issue_story_link(
+        &self,
+        week: &str,
+        position: u32,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(sql::ISSUE_STORY_LINK)?
+            .query_row(params![week, i64::from(position)], |r| r.get("link"))
+            .optional()?)
+    }
+
+    /// Marks whether an issue's mail counts clicks.
+    pub fn set_clicks_counted(&self, issue_id: i64, counted: bool) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(sql::ISSUE_CLICKS_COUNTED)?
+            .execute(params![issue_id, counted])?;
+        Ok(())
     }
 
     /// Clicks per story of an issue, by position (open window included).
@@ -271,7 +269,7 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Every issue that was sent to someone, oldest first.
+    /// Every issue whose send began, oldest first.
     pub fn report_issues(&self) -> Result<Vec<IssueRow>, StoreError> {
         query_all(&self.conn, sql::REPORT_ISSUES, [], |r| {
             Ok(IssueRow {
@@ -280,6 +278,7 @@ impl Store {
                 subject: r.get("subject")?,
                 started_at: from_unix(r.get("created_at")?),
                 sent: r.get::<_, i64>("sent")? as u64,
+                clicks_counted: r.get("clicks_counted")?,
             })
         })
     }
@@ -308,29 +307,23 @@ impl Store {
         )
     }
 
-    /// The list's history since `from`: when each current subscriber joined
-    /// and when anyone left; and how many are active now.
+    /// The list's history since `from`: when someone became active (joins)
+    /// or stopped being active (leaves); and how many are active now.
     pub fn report_list_since(&self, from: DateTime<Utc>) -> Result<ListMoves, StoreError> {
-        let at = |column: &'static str| move |r: &rusqlite::Row| Ok(from_unix(r.get(column)?));
-        let joins = query_all(
+        let moves = query_all(
             &self.conn,
-            sql::REPORT_JOINS_SINCE,
+            sql::REPORT_LIST_MOVES_SINCE,
             params![to_unix(from)],
-            at("created_at"),
-        )?;
-        let leaves = query_all(
-            &self.conn,
-            sql::REPORT_LEAVES_SINCE,
-            params![to_unix(from)],
-            at("at"),
+            |r| Ok((from_unix(r.get("at")?), r.get::<_, bool>("joined")?)),
         )?;
         let active: i64 = self
             .conn
             .prepare_cached(sql::REPORT_ACTIVE_NOW)?
             .query_row([], |r| r.get("active"))?;
+        let (joins, leaves): (Vec<_>, Vec<_>) = moves.into_iter().partition(|(_, joined)| *joined);
         Ok(ListMoves {
-            joins,
-            leaves,
+            joins: joins.into_iter().map(|(at, _)| at).collect(),
+            leaves: leaves.into_iter().map(|(at, _)| at).collect(),
             active_now: active as u64,
         })
     }

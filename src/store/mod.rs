@@ -28,7 +28,7 @@ pub mod subscribers;
 
 pub use backup::check_gazette_database;
 pub use bounces::{BounceEvent, BounceKind, MessageOrigin};
-pub use clicks::{Click, ClickKind, ClickOutcome, ClickRules, IssueRow, IssueStory, StoryClicks};
+pub use clicks::{Click, ClickKind, ClickOutcome, IssueRow, IssueStory, ListMoves, StoryClicks};
 pub use ledger::{DueDelivery, LedgerCounts, LedgerWrite, LockHolder};
 pub use stories::{FeedState, Listing, StoreCounts, Story};
 pub use subscribers::{
@@ -192,6 +192,21 @@ impl Store {
         f: impl FnOnce(&rusqlite::Transaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let tx = self.conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// [`Store::in_transaction`], holding the write lock from the start
+    /// (`BEGIN IMMEDIATE`): one that reads before it writes cannot then fail
+    /// because another connection wrote in between.
+    fn in_write_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)

@@ -52,6 +52,8 @@ pub struct AppState {
     pub signer: Signer,
     pub clock: Clock,
     limiter: Mutex<RateLimiter>,
+    /// Readers' clicks of the last seconds: scanners' bursts.
+    bursts: Mutex<clicks::Bursts>,
     /// One connection for the server's requests: SQLite takes one writer at a
     /// time anyway, and waiting on a mutex beats SQLite's sleeping busy handler.
     store: Arc<Mutex<Option<Store>>>,
@@ -65,6 +67,7 @@ impl AppState {
             signer,
             clock,
             limiter: Mutex::new(RateLimiter::default()),
+            bursts: Mutex::default(),
             store: Arc::new(Mutex::new(None)),
         }
     }

@@ -185,7 +185,7 @@ pub(super) fn report_body(r: &Report) -> Markup {
                 dt { "Bounced" } dd { (r.bounced.hard) " hard · " (r.bounced.soft) " soft" }
                 dt { "Complaints" } dd { (r.complained) }
                 dt { "Unsubscribed" } dd { @if left.is_empty() { "none" } @else { (left.join(" · ")) } }
-                dt { "Clicks" } dd { (r.clicks.readers) " readers clicked (" (percent(r.clicks.click_rate)) " of messages sent) · " (r.clicks.unique_clicks) " unique clicks · " (r.clicks.clicks) " in all · " (r.clicks.automated) " automated, not counted" }
+                dt { "Clicks" } dd { @if !r.clicks_counted { "not counted: this issue went out with [analytics] clicks = false · " } (r.clicks.readers) " readers clicked (" (percent(r.clicks.click_rate)) " of messages sent) · " (r.clicks.unique_clicks) " unique clicks · " (r.clicks.clicks) " in all · " (r.clicks.automated) " automated (scanners, previews: counted apart)" }
             }
         }
         div class="card" {

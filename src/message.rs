@@ -33,7 +33,7 @@ use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 
 use crate::config::Config;
-use crate::render::{personalize, Issue, Personal};
+use crate::render::{pieces, Filling, Issue, Personal, Piece};
 use crate::text::clean_line;
 use crate::token::Signer;
 use crate::week::IsoWeek;
@@ -241,7 +241,8 @@ pub struct Prebuilt {
 
 enum Line {
     Encoded(Vec<u8>),
-    Personal(String),
+    /// A line with placeholders, cut at them once per issue.
+    Personal(Vec<Piece>),
 }
 
 /// Lettre's own quoted-printable encoder (the crate lettre uses).
@@ -254,7 +255,7 @@ fn prebuilt_lines(part: &str) -> Vec<Line> {
         .split('\n')
         .map(|line| {
             if line.contains("{{gazette:") {
-                Line::Personal(line.to_string())
+                Line::Personal(pieces(line))
             } else {
                 Line::Encoded(qp(line))
             }
@@ -263,15 +264,20 @@ fn prebuilt_lines(part: &str) -> Vec<Line> {
 }
 
 fn splice(lines: &[Line], personal: &Personal, html: bool) -> Vec<u8> {
+    // What each placeholder becomes, worked out once for the copy.
+    let filling = Filling::new(personal, html);
+    let mut line = String::with_capacity(512);
     let mut out = Vec::with_capacity(lines.len() * 80);
-    for (i, line) in lines.iter().enumerate() {
+    for (i, part) in lines.iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(b"\r\n");
         }
-        match line {
+        match part {
             Line::Encoded(bytes) => out.extend_from_slice(bytes),
-            Line::Personal(source) => {
-                out.extend_from_slice(&qp(&personalize(source, personal, html)))
+            Line::Personal(pieces) => {
+                line.clear();
+                filling.fill_into(pieces, &mut line);
+                out.extend_from_slice(&qp(&line))
             }
         }
     }
@@ -503,6 +509,7 @@ pub fn confirmation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::personalize;
 
     fn config(extra: &str) -> Config {
         Config::parse(

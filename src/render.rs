@@ -356,6 +356,7 @@ pub fn render(
         // A line per tag: quoted-printable then wraps each short line alone, and the
         // lines holding per-subscriber placeholders can be encoded per copy.
         .replace("><", ">\n<");
+    let html = isolate_markers(&html);
     let text = render_text(selection, choices, ctx);
     Ok(Issue {
         subject,
@@ -364,6 +365,31 @@ pub fn render(
         text,
         stories: linked_stories(selection),
     })
+}
+
+/// Puts each placeholder of the HTML on a line of its own (an `href="…"` with
+/// its attribute: a line break between attributes is only white space), so a
+/// copy encodes a few short lines of its own and shares every other byte.
+fn isolate_markers(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + 256);
+    let mut rest = html;
+    while let Some(at) = rest.find(MARKER_START) {
+        let Some(end) = rest[at..].find("}}").map(|e| at + e + 2) else {
+            break;
+        };
+        let (start, end) = if rest[..at].ends_with("href=\"") && rest[end..].starts_with('"') {
+            (at - "href=\"".len(), end + 1)
+        } else {
+            (at, end)
+        };
+        out.push_str(rest[..start].trim_end_matches(' '));
+        out.push('\n');
+        out.push_str(&rest[start..end]);
+        out.push('\n');
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The lead image's width in the 600 px layout (less the side padding).
@@ -819,33 +845,140 @@ pub fn escape_html(s: &str) -> String {
     html! { (s) }.into_string()
 }
 
+/// A placeholder in a rendered part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    Greeting,
+    Unsubscribe,
+    Data,
+    /// The link of the issue's story at this position.
+    Story(usize),
+}
+
+/// A piece of a rendered part: its own text, or a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Marker(Marker),
+}
+
+/// A part cut at its placeholders. Text that only looks like one (a marker
+/// this version does not know) stays text.
+pub fn pieces(part: &str) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let rest = part;
+    let mut text_from = 0;
+    let mut at = 0;
+    while let Some(found) = rest[at..].find(MARKER_START) {
+        let start = at + found;
+        let marker = rest[start..].find("}}").and_then(|end| {
+            let name = &rest[start + MARKER_START.len()..start + end];
+            let marker = match name {
+                "greeting" => Marker::Greeting,
+                "unsubscribe_url" => Marker::Unsubscribe,
+                "data_url" => Marker::Data,
+                _ => Marker::Story(name.strip_prefix("story:")?.parse().ok()?),
+            };
+            Some((marker, start + end + 2))
+        });
+        match marker {
+            Some((marker, end)) => {
+                if text_from < start {
+                    out.push(Piece::Text(rest[text_from..start].to_string()));
+                }
+                out.push(Piece::Marker(marker));
+                text_from = end;
+                at = end;
+            }
+            None => at = start + MARKER_START.len(),
+        }
+    }
+    if text_from < rest.len() {
+        out.push(Piece::Text(rest[text_from..].to_string()));
+    }
+    out
+}
+
+/// What one copy puts in place of each placeholder of one part, worked out
+/// once per copy (escaped for HTML, or as text).
+pub struct Filling {
+    greeting: String,
+    unsubscribe: String,
+    data: String,
+    stories: Vec<String>,
+}
+
+impl Filling {
+    pub fn new(p: &Personal, html: bool) -> Filling {
+        // Greetings use the first name: "Hello Amina," for Amina Khan.
+        let first = p
+            .name
+            .map(clean_line)
+            .and_then(|n| n.split_whitespace().next().map(str::to_string));
+        let hello = match first {
+            Some(n) => format!("Hello {n},"),
+            None => "Hello,".to_string(),
+        };
+        // The greeting sits before the intro, whose styles were inlined already.
+        let greeting = if html {
+            format!(
+                "<p style=\"margin:0 0 12px 0;\">{}</p>",
+                escape_html(&hello)
+            )
+        } else {
+            // One line: copies are spliced line by line.
+            hello
+        };
+        Filling {
+            greeting,
+            unsubscribe: place_url(p.unsubscribe_url, html),
+            data: place_url(p.data_url, html),
+            stories: p.story_links.iter().map(|u| place_url(u, html)).collect(),
+        }
+    }
+
+    /// What goes in place of `marker`; `None` for a story the issue lacks.
+    pub fn value(&self, marker: Marker) -> Option<&str> {
+        match marker {
+            Marker::Greeting => Some(&self.greeting),
+            Marker::Unsubscribe => Some(&self.unsubscribe),
+            Marker::Data => Some(&self.data),
+            Marker::Story(n) => self.stories.get(n).map(String::as_str),
+        }
+    }
+
+    /// Appends `pieces` to `out`, filled.
+    pub fn fill_into(&self, pieces: &[Piece], out: &mut String) {
+        for piece in pieces {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Marker(m) => match self.value(*m) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&marker_text(*m)),
+                },
+            }
+        }
+    }
+}
+
+/// A placeholder as it is written in a part.
+fn marker_text(m: Marker) -> String {
+    match m {
+        Marker::Greeting => GREETING.to_string(),
+        Marker::Unsubscribe => UNSUBSCRIBE_URL.to_string(),
+        Marker::Data => DATA_URL.to_string(),
+        Marker::Story(n) => story_marker(n),
+    }
+}
+
 /// Fills one subscriber's parts into the rendered issue. `html` says which part
-/// `template` is, so the name is escaped for HTML and cleaned for text.
+/// `template` is, so the name is escaped for HTML and cleaned for text. A story
+/// the issue lacks keeps its placeholder (feed text cannot hold one: markers in
+/// it are defused).
 pub fn personalize(template: &str, p: &Personal, html: bool) -> String {
-    // Greetings use the first name: "Hello Amina," for Amina Khan.
-    let first = p
-        .name
-        .map(clean_line)
-        .and_then(|n| n.split_whitespace().next().map(str::to_string));
-    let hello = match first {
-        Some(n) => format!("Hello {n},"),
-        None => "Hello,".to_string(),
-    };
-    // The greeting sits before the intro, whose styles were inlined already.
-    let greeting = if html {
-        format!(
-            "<p style=\"margin:0 0 12px 0;\">{}</p>",
-            escape_html(&hello)
-        )
-    } else {
-        // One line: copies are spliced line by line.
-        hello
-    };
-    let filled = template
-        .replace(GREETING, &greeting)
-        .replace(UNSUBSCRIBE_URL, &place_url(p.unsubscribe_url, html))
-        .replace(DATA_URL, &place_url(p.data_url, html));
-    fill_story_links(filled, p.story_links, html)
+    let mut out = String::with_capacity(template.len() + 1024);
+    Filling::new(p, html).fill_into(&pieces(template), &mut out);
+    out
 }
 
 /// A URL as it goes into a part: escaped in HTML.
@@ -860,36 +993,16 @@ fn place_url(url: &str, html: bool) -> String {
 /// A part with each story's own link in place (the personal parts left as
 /// they are): what copies get when clicks are not counted.
 pub fn with_story_links(part: &str, links: &[String], html: bool) -> String {
-    fill_story_links(part.to_string(), links, html)
-}
-
-/// Puts each story's link where its marker is. A marker whose story the list
-/// lacks stays as it is (feed text cannot hold one: markers in it are defused).
-fn fill_story_links(part: String, links: &[String], html: bool) -> String {
-    if !part.contains(STORY_MARKER) {
-        return part;
-    }
     let mut out = String::with_capacity(part.len() + links.len() * 64);
-    let mut rest = part.as_str();
-    while let Some(at) = rest.find(STORY_MARKER) {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + STORY_MARKER.len()..];
-        let story = after.split_once("}}").and_then(|(n, tail)| {
-            let url = links.get(n.parse::<usize>().ok()?)?;
-            Some((url, tail))
-        });
-        match story {
-            Some((url, tail)) => {
-                out.push_str(&place_url(url, html));
-                rest = tail;
+    for piece in pieces(part) {
+        match piece {
+            Piece::Marker(Marker::Story(n)) if n < links.len() => {
+                out.push_str(&place_url(&links[n], html))
             }
-            None => {
-                out.push_str(STORY_MARKER);
-                rest = after;
-            }
+            Piece::Marker(m) => out.push_str(&marker_text(m)),
+            Piece::Text(t) => out.push_str(&t),
         }
     }
-    out.push_str(rest);
     out
 }
 
@@ -1119,5 +1232,36 @@ mod tests {
             story_links: &[],
         };
         assert!(personalize(GREETING, &nobody, true).contains(">Hello,<"));
+    }
+
+    #[test]
+    fn placeholders_are_cut_out_and_each_href_sits_on_its_own_line() {
+        let part = "a{{gazette:greeting}}{{gazette:story:2}}b{{gazette:nope}}{{gazette:story:x}}{{gazette:data_url}}";
+        assert_eq!(
+            pieces(part),
+            vec![
+                Piece::Text("a".into()),
+                Piece::Marker(Marker::Greeting),
+                Piece::Marker(Marker::Story(2)),
+                Piece::Text("b{{gazette:nope}}{{gazette:story:x}}".into()),
+                Piece::Marker(Marker::Data),
+            ]
+        );
+        let p = Personal {
+            name: None,
+            unsubscribe_url: "u",
+            data_url: "https://d.example/?a=1&b=2",
+            story_links: &["s0".into()],
+        };
+        // A story the copy lacks keeps its placeholder; others are filled, escaped.
+        assert_eq!(
+            personalize(part, &p, true),
+            "a<p style=\"margin:0 0 12px 0;\">Hello,</p>{{gazette:story:2}}b{{gazette:nope}}{{gazette:story:x}}https://d.example/?a=1&amp;b=2"
+        );
+        let html = "<td>{{gazette:greeting}}<p>x</p>\n<a class=\"b\" href=\"{{gazette:story:0}}\" style=\"c\">T</a>";
+        assert_eq!(
+            isolate_markers(html),
+            "<td>\n{{gazette:greeting}}\n<p>x</p>\n<a class=\"b\"\nhref=\"{{gazette:story:0}}\"\n style=\"c\">T</a>"
+        );
     }
 }

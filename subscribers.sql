@@ -228,8 +228,9 @@ ALTER TABLE deliveries ADD COLUMN gave_up INTEGER NOT NULL DEFAULT 0;
 -- counted clicks (its links went through /c/): issues that did not say
 -- nothing about what readers clicked.
 ALTER TABLE issues ADD COLUMN clicks_counted INTEGER NOT NULL DEFAULT 0;
--- A departure is put down to the subscriber's last issue.
-CREATE INDEX deliveries_by_subscriber ON deliveries(subscriber_id, state, issue_id);
+-- A departure is put down to the subscriber's last issue. Not on state: every
+-- claim and every "sent" would have to move it too.
+CREATE INDEX deliveries_by_subscriber ON deliveries(subscriber_id);
 -- The list's size over time: a row each time someone becomes active or stops
 -- being active, kept by triggers so no path can forget it; no one is named.
 CREATE TABLE list_moves (

@@ -235,6 +235,12 @@ pub struct Prebuilt {
     text: Vec<Line>,
     html: Vec<Line>,
     boundary: String,
+    /// What lettre writes before the parts (the multipart's Content-Type and a
+    /// blank line), and before each part's body (its boundary line and
+    /// headers), formatted once.
+    multipart_head: Vec<u8>,
+    text_head: Vec<u8>,
+    html_head: Vec<u8>,
     /// The stories' own links, by position.
     links: Vec<String>,
 }
@@ -263,25 +269,48 @@ fn prebuilt_lines(part: &str) -> Vec<Line> {
         .collect()
 }
 
+/// A part of the message, its body quoted-printable encoded already.
+fn qp_part(content_type: ContentType, bytes: Vec<u8>) -> SinglePart {
+    SinglePart::builder()
+        .header(content_type)
+        .body(Body::dangerous_pre_encoded(
+            bytes,
+            ContentTransferEncoding::QuotedPrintable,
+        ))
+}
+
 fn splice(lines: &[Line], personal: &Personal, html: bool) -> Vec<u8> {
-    // What each placeholder becomes, worked out once for the copy.
-    let filling = Filling::new(personal, html);
-    let mut line = String::with_capacity(512);
     let mut out = Vec::with_capacity(lines.len() * 80);
+    splice_into(lines, &Filling::new(personal, html), &mut out, false);
+    out
+}
+
+/// Appends a part's lines, filled (each value worked out once for the copy),
+/// to `out`; `stuffed`: a line that starts with "." gets another (SMTP DATA).
+fn splice_into(lines: &[Line], filling: &Filling, out: &mut Vec<u8>, stuffed: bool) {
+    let mut line = String::with_capacity(512);
+    // A line may be several on the wire (quoted-printable's soft breaks): each
+    // of them is stuffed.
+    let push = |out: &mut Vec<u8>, bytes: &[u8]| {
+        if stuffed {
+            crate::send::smtp::append_stuffed(bytes, out);
+        } else {
+            out.extend_from_slice(bytes);
+        }
+    };
     for (i, part) in lines.iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(b"\r\n");
         }
         match part {
-            Line::Encoded(bytes) => out.extend_from_slice(bytes),
+            Line::Encoded(bytes) => push(out, bytes),
             Line::Personal(pieces) => {
                 line.clear();
                 filling.fill_into(pieces, &mut line);
-                out.extend_from_slice(&qp(&line))
+                push(out, &qp(&line))
             }
         }
     }
-    out
 }
 
 impl Prebuilt {
@@ -293,35 +322,94 @@ impl Prebuilt {
             Some(_) => prebuilt_lines(source),
             None => prebuilt_lines(&crate::render::with_story_links(source, &links, html)),
         };
+        let boundary = format!(
+            "gazette-{:016x}{:016x}",
+            fastrand::u64(..),
+            fastrand::u64(..)
+        );
+        let multipart = MultiPart::alternative().boundary(boundary.clone()).build();
+        let multipart_head = format!("{}\r\n", multipart.headers()).into_bytes();
+        let part_head = |content_type: ContentType| {
+            format!(
+                "--{boundary}\r\n{}\r\n",
+                qp_part(content_type, Vec::new()).headers()
+            )
+            .into_bytes()
+        };
         Prebuilt {
             text: part(&issue.text, false),
             html: part(&issue.html, true),
             links,
-            boundary: format!(
-                "gazette-{:016x}{:016x}",
-                fastrand::u64(..),
-                fastrand::u64(..)
-            ),
+            multipart_head,
+            text_head: part_head(ContentType::TEXT_PLAIN),
+            html_head: part_head(ContentType::TEXT_HTML),
+            boundary,
         }
+    }
+
+    /// One copy's bytes, appended to `out`: exactly lettre's formatting of
+    /// the message [`build`] makes, without building its body as lettre parts
+    /// and copying it again (the headers are lettre's own). `for_data`: as SMTP
+    /// DATA carries it, dot-stuffed and ended by the final ".". The envelope
+    /// goes back. A DKIM-signed copy is built whole by lettre, which signs it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_copy(
+        &self,
+        head: &Letterhead,
+        signer: &Signer,
+        to: &Recipient,
+        date: SystemTime,
+        message_id: String,
+        out: &mut Vec<u8>,
+        for_data: bool,
+    ) -> Result<lettre::address::Envelope, MessageError> {
+        if head.dkim.is_some() {
+            let message = build(self, head, signer, to, date, message_id, false)?;
+            let bytes = message.formatted();
+            if for_data {
+                crate::send::smtp::dot_stuff(&bytes, out);
+            } else {
+                out.extend_from_slice(&bytes);
+            }
+            return Ok(message.envelope().clone());
+        }
+        let mut fillings = None;
+        let message = build_with(head, signer, to, date, message_id, false, &self.links, |p| {
+            fillings = Some((Filling::new(p, false), Filling::new(p, true)));
+            MultiPart::alternative()
+                .boundary(self.boundary.clone())
+                .build()
+        })?;
+        let (text, html) = fillings.expect("the body was asked for");
+        use std::io::Write as _;
+        write!(out, "{}", message.headers()).expect("writing to a Vec");
+        out.extend_from_slice(&self.multipart_head);
+        for (part_head, lines, filling) in [
+            (&self.text_head, &self.text, &text),
+            (&self.html_head, &self.html, &html),
+        ] {
+            out.extend_from_slice(part_head);
+            splice_into(lines, filling, out, for_data);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(self.boundary.as_bytes());
+        out.extend_from_slice(b"--\r\n");
+        if for_data {
+            out.extend_from_slice(b".\r\n");
+        }
+        Ok(message.envelope().clone())
     }
 
     /// Both parts for one subscriber, as multipart/alternative.
     fn alternative(&self, personal: &Personal) -> MultiPart {
-        let part = |content_type: ContentType, bytes: Vec<u8>| {
-            SinglePart::builder()
-                .header(content_type)
-                .body(Body::dangerous_pre_encoded(
-                    bytes,
-                    ContentTransferEncoding::QuotedPrintable,
-                ))
-        };
         MultiPart::alternative()
             .boundary(self.boundary.clone())
-            .singlepart(part(
+            .singlepart(qp_part(
                 ContentType::TEXT_PLAIN,
                 splice(&self.text, personal, false),
             ))
-            .singlepart(part(
+            .singlepart(qp_part(
                 ContentType::TEXT_HTML,
                 splice(&self.html, personal, true),
             ))
@@ -595,7 +683,7 @@ mod tests {
             subject: "Subject".into(),
             preheader: String::new(),
             text: format!(
-                "{}\n\nA line of {long}= and trailing space \n\u{628}\u{6CC}\u{646}\u{6A9} {long}\nUnsubscribe: {} and more {long}\nData: {}\nStory: {{{{gazette:story:0}}}}\n",
+                "{}\n\nA line of {long}= and trailing space \n\u{628}\u{6CC}\u{646}\u{6A9} {long}\nUnsubscribe: {} and more {long}\nData: {}\nStory: {{{{gazette:story:0}}}}\n.a line that starts with a dot\n",
                 crate::render::GREETING,
                 crate::render::UNSUBSCRIBE_URL,
                 crate::render::DATA_URL
@@ -666,6 +754,28 @@ mod tests {
             );
             assert_eq!(ours, reference);
             assert!(ours.contains("/u/77."), "the token is spliced in");
+            // Written directly, as a file and as DATA carries it.
+            let direct = |for_data: bool| {
+                let mut out = Vec::new();
+                let envelope = prebuilt
+                    .write_copy(
+                        &head,
+                        &signer,
+                        &to,
+                        SystemTime::UNIX_EPOCH,
+                        "<m@news.test>".into(),
+                        &mut out,
+                        for_data,
+                    )
+                    .unwrap();
+                assert_eq!(envelope.to()[0].to_string(), "amina@example.com");
+                out
+            };
+            assert_eq!(String::from_utf8(direct(false)).unwrap(), reference);
+            let mut stuffed = Vec::new();
+            crate::send::smtp::dot_stuff(reference.as_bytes(), &mut stuffed);
+            assert!(stuffed.windows(5).any(|w| w == b"\r\n..a"), "a line to stuff");
+            assert_eq!(direct(true), stuffed);
             assert!(
                 ours.contains("/c/2026-W06.0.") && !ours.contains("story.example"),
                 "story links are counted ones"

@@ -142,12 +142,26 @@ impl Channel {
         Ok(())
     }
 
-    /// Hands one message over; `name` is its file name in the outbox.
+    /// Whether the open connection takes a message as DATA carries it
+    /// (gazette's own client), so it can be written in that form at once.
+    pub(crate) fn takes_data(&self) -> bool {
+        matches!(
+            self,
+            Channel::Smtp {
+                conn: Some(Conn::Fast(_)),
+                ..
+            }
+        )
+    }
+
+    /// Hands one message over; `name` is its file name in the outbox;
+    /// `stuffed`: `bytes` are in DATA's form (only when [`Channel::takes_data`]).
     pub(crate) async fn deliver(
         &mut self,
         envelope: &Envelope,
         bytes: &[u8],
         name: &str,
+        stuffed: bool,
     ) -> Result<String, Failure> {
         let (dial, conn) = match self {
             Channel::Outbox(dir) => {
@@ -168,7 +182,7 @@ impl Channel {
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 client
-                    .send(&from, &to, bytes)
+                    .send(&from, &to, bytes, stuffed)
                     .await
                     .map(|reply| reply.to_string().replace('\n', " "))
                     .map_err(|e| {

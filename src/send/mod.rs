@@ -395,7 +395,7 @@ pub async fn send_one(
         fastrand::u32(..)
     );
     let result = channel
-        .deliver(message.envelope(), &message.formatted(), &name)
+        .deliver(message.envelope(), &message.formatted(), &name, false)
         .await;
     channel.close().await;
     result.map_err(|f| SendError::NotTaken {
@@ -442,6 +442,7 @@ pub async fn send_test(
                     message.envelope(),
                     &message.formatted(),
                     &format!("test-{i}.eml"),
+                    false,
                 )
                 .await
                 .map_err(|f| f.message),

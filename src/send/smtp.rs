@@ -158,9 +158,17 @@ impl Client {
         }
     }
 
-    /// Sends one message to one recipient. After a refused transaction the
-    /// session is reset (RSET), so the connection carries the next message.
-    pub async fn send(&mut self, from: &str, to: &str, message: &[u8]) -> Result<Reply, SmtpError> {
+    /// Sends one message to one recipient; `stuffed`: the message is already
+    /// as DATA carries it ([`dot_stuff`]ed, with its final "."). After a
+    /// refused transaction the session is reset (RSET), so the connection
+    /// carries the next message.
+    pub async fn send(
+        &mut self,
+        from: &str,
+        to: &str,
+        message: &[u8],
+        stuffed: bool,
+    ) -> Result<Reply, SmtpError> {
         let utf8 = if self.smtputf8 && !(from.is_ascii() && to.is_ascii()) {
             " SMTPUTF8"
         } else {
@@ -223,11 +231,16 @@ impl Client {
             self.reset(&mut e).await;
             return Err(e);
         }
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        dot_stuff(message, &mut out);
-        let written = self.write(&out).await;
-        self.out = out;
+        let written = if stuffed {
+            self.write(message).await
+        } else {
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
+            dot_stuff(message, &mut out);
+            let written = self.write(&out).await;
+            self.out = out;
+            written
+        };
         written?;
         let done = self.reply().await?;
         if done.code != 250 {
@@ -260,22 +273,28 @@ impl Client {
 /// ends are CRLF (the message already uses CRLF), then the final "\r\n.\r\n".
 pub fn dot_stuff(message: &[u8], out: &mut Vec<u8>) {
     out.reserve(message.len() + 64);
-    let mut start = 0;
-    if message.first() == Some(&b'.') {
-        out.push(b'.');
-    }
-    for nl in memchr::memchr_iter(b'\n', message) {
-        if message.get(nl + 1) == Some(&b'.') {
-            out.extend_from_slice(&message[start..=nl]);
-            out.push(b'.');
-            start = nl + 1;
-        }
-    }
-    out.extend_from_slice(&message[start..]);
+    append_stuffed(message, out);
     if !message.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
+}
+
+/// Appends `lines` (starting at the start of a line) to `out` with every
+/// line that starts with "." given another.
+pub fn append_stuffed(lines: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    if lines.first() == Some(&b'.') {
+        out.push(b'.');
+    }
+    for nl in memchr::memchr_iter(b'\n', lines) {
+        if lines.get(nl + 1) == Some(&b'.') {
+            out.extend_from_slice(&lines[start..=nl]);
+            out.push(b'.');
+            start = nl + 1;
+        }
+    }
+    out.extend_from_slice(&lines[start..]);
 }
 
 #[cfg(test)]

@@ -145,6 +145,8 @@ pub(crate) async fn work(
     queue: async_channel::Receiver<Job>,
     relay: usize,
 ) {
+    // One buffer for every message this worker writes.
+    let mut buffer = Vec::with_capacity(64 * 1024);
     loop {
         // A relay out of rotation takes no work until it is due back.
         while let Some(until) = shared.relays[relay].down(Instant::now()) {
@@ -157,7 +159,7 @@ pub(crate) async fn work(
             return;
         };
         if !shared.stopped() {
-            if let Err(e) = deliver_one(shared, channel, &delivery, relay).await {
+            if let Err(e) = deliver_one(shared, channel, &delivery, relay, &mut buffer).await {
                 shared.fail(e);
             }
         }
@@ -215,6 +217,7 @@ async fn deliver_one(
     channel: &mut Channel,
     delivery: &DueDelivery,
     relay: usize,
+    buffer: &mut Vec<u8>,
 ) -> Result<(), SendError> {
     let state = &shared.relays[relay];
     // Connect, then wait for a slot, before claiming: a delivery is claimed only
@@ -235,17 +238,21 @@ async fn deliver_one(
         name: delivery.name.clone(),
     };
     let message_id = message::new_message_id(&shared.head, id);
-    let built = message::build(
-        &shared.prebuilt,
+    // Written straight in the form the channel sends: DATA's for gazette's
+    // own client, so no copy is made to dot-stuff it.
+    let stuffed = channel.takes_data();
+    buffer.clear();
+    let written = shared.prebuilt.write_copy(
         &shared.head,
         &shared.signer,
         &recipient,
         SystemTime::now(),
         message_id.clone(),
-        false,
+        buffer,
+        stuffed,
     );
-    let message = match built {
-        Ok(m) => m,
+    let envelope = match written {
+        Ok(envelope) => envelope,
         Err(e) => {
             // An address that cannot be written into a message never will be.
             shared
@@ -256,10 +263,9 @@ async fn deliver_one(
             return Ok(());
         }
     };
-    let bytes = message.formatted();
     let file_name = format!("{id:010}.eml");
     match channel
-        .deliver(message.envelope(), &bytes, &file_name)
+        .deliver(&envelope, buffer, &file_name, stuffed)
         .await
     {
         Ok(reply) => {

@@ -374,12 +374,21 @@ impl Prebuilt {
             return Ok(message.envelope().clone());
         }
         let mut fillings = None;
-        let message = build_with(head, signer, to, date, message_id, false, &self.links, |p| {
-            fillings = Some((Filling::new(p, false), Filling::new(p, true)));
-            MultiPart::alternative()
-                .boundary(self.boundary.clone())
-                .build()
-        })?;
+        let message = build_with(
+            head,
+            signer,
+            to,
+            date,
+            message_id,
+            false,
+            &self.links,
+            |p| {
+                fillings = Some((Filling::new(p, false), Filling::new(p, true)));
+                MultiPart::alternative()
+                    .boundary(self.boundary.clone())
+                    .build()
+            },
+        )?;
         let (text, html) = fillings.expect("the body was asked for");
         use std::io::Write as _;
         write!(out, "{}", message.headers()).expect("writing to a Vec");
@@ -774,7 +783,10 @@ mod tests {
             assert_eq!(String::from_utf8(direct(false)).unwrap(), reference);
             let mut stuffed = Vec::new();
             crate::send::smtp::dot_stuff(reference.as_bytes(), &mut stuffed);
-            assert!(stuffed.windows(5).any(|w| w == b"\r\n..a"), "a line to stuff");
+            assert!(
+                stuffed.windows(5).any(|w| w == b"\r\n..a"),
+                "a line to stuff"
+            );
             assert_eq!(direct(true), stuffed);
             assert!(
                 ours.contains("/c/2026-W06.0.") && !ours.contains("story.example"),

@@ -44,8 +44,18 @@ impl Failure {
         }
     }
 
+    /// What gazette's own client's error means for the retry policy.
+    pub(crate) fn from_smtp(e: smtp::SmtpError) -> Failure {
+        Failure::from_reply(
+            e.reply.as_ref().map(|r| r.code),
+            e.message.replace('\n', " "),
+            e.is_permanent(),
+            e.broken,
+        )
+    }
+
     /// A transient failure on our side of the wire (no server reply).
-    fn local(message: String, broken: bool) -> Failure {
+    pub(crate) fn local(message: String, broken: bool) -> Failure {
         Failure {
             message,
             reply: None,
@@ -55,6 +65,11 @@ impl Failure {
             slow_down: false,
         }
     }
+}
+
+/// A server's reply as the ledger records it: one line.
+pub(crate) fn reply_text(reply: &smtp::Reply) -> String {
+    reply.to_string().replace('\n', " ")
 }
 
 /// Codes that say the mailbox is bad (not that we are, or the message is).
@@ -142,6 +157,25 @@ impl Channel {
         Ok(())
     }
 
+    /// Gazette's own client, when it is open and pipelines: messages can then
+    /// follow one another with one round trip each ([`smtp::Client::exchange`]).
+    pub(crate) fn pipelining_client(&mut self) -> Option<&mut smtp::Client> {
+        match self {
+            Channel::Smtp {
+                conn: Some(Conn::Fast(c)),
+                ..
+            } if c.pipelining => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Drops the connection (it broke); the next [`Channel::ready`] opens another.
+    pub(crate) fn disconnect(&mut self) {
+        if let Channel::Smtp { conn, .. } = self {
+            *conn = None;
+        }
+    }
+
     /// Whether the open connection takes a message as DATA carries it
     /// (gazette's own client), so it can be written in that form at once.
     pub(crate) fn takes_data(&self) -> bool {
@@ -184,15 +218,8 @@ impl Channel {
                 client
                     .send(&from, &to, bytes, stuffed)
                     .await
-                    .map(|reply| reply.to_string().replace('\n', " "))
-                    .map_err(|e| {
-                        Failure::from_reply(
-                            e.reply.as_ref().map(|r| r.code),
-                            e.message.replace('\n', " "),
-                            e.is_permanent(),
-                            e.broken,
-                        )
-                    })
+                    .map(|reply| reply_text(&reply))
+                    .map_err(Failure::from_smtp)
             }
             Some(Conn::Lettre(c)) => {
                 match tokio::time::timeout(dial.timeout, c.send(envelope, bytes)).await {

@@ -10,9 +10,11 @@
 //! - never skipped: rows are read from the ledger, not from a cursor in memory;
 //! - an unsubscribe committed before a claim means no message (the claim checks
 //!   the subscriber is still active in the same statement);
-//! - at most one uncertain delivery per connection after a crash: a worker's
-//!   "sent" record is not waited for, but it is queued before that worker's next
-//!   claim, and the claim's commit makes it durable too.
+//! - at most one uncertain delivery per connection after a crash (two where
+//!   messages are pipelined one after another, of which at most one can have
+//!   arrived: see `worker::work`): a worker's "sent" record is not waited for,
+//!   but it is queued before that worker's next claim, and the claim's commit
+//!   makes it durable too.
 //!
 //! Reads (the producer's batches, counts) use a connection of their own; every
 //! write goes to one writer thread that commits whatever has queued up in one

@@ -169,44 +169,147 @@ impl Client {
         message: &[u8],
         stuffed: bool,
     ) -> Result<Reply, SmtpError> {
+        let mut commands = Vec::with_capacity(128);
+        self.commands(from, to, &mut commands);
+        if self.pipelining {
+            self.write(&commands).await?;
+            let (m, r, d) = self.three_replies().await?;
+            self.accepted(m, Some(r), Some(d)).await?;
+        } else {
+            // One command at a time: MAIL, RCPT, DATA are the three lines.
+            let mut lines = commands.split_inclusive(|b| *b == b'\n');
+            let mut next = || lines.next().expect("three commands").to_vec();
+            let (mail, rcpt, data) = (next(), next(), next());
+            self.write(&mail).await?;
+            let m = self.reply().await?;
+            if m.code != 250 {
+                return Err(self.accepted(m, None, None).await.expect_err("refused"));
+            }
+            self.write(&rcpt).await?;
+            let r = self.reply().await?;
+            if r.code != 250 && r.code != 251 {
+                return Err(self.accepted(m, Some(r), None).await.expect_err("refused"));
+            }
+            self.write(&data).await?;
+            let d = self.reply().await?;
+            self.accepted(m, Some(r), Some(d)).await?;
+        }
+        let written = if stuffed {
+            self.write(message).await
+        } else {
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
+            dot_stuff(message, &mut out);
+            let written = self.write(&out).await;
+            self.out = out;
+            written
+        };
+        written?;
+        let done = self.reply().await?;
+        if done.code != 250 {
+            let mut e = SmtpError::refused(done, "end of DATA");
+            self.reset(&mut e).await;
+            return Err(e);
+        }
+        Ok(done)
+    }
+
+    /// One round trip of a pipelined session (RFC 2920): the end of the
+    /// message whose DATA was accepted (`body`, in DATA's form, final dot
+    /// included) and the next message's MAIL, RCPT and DATA leave in one write;
+    /// then the first's final reply and the next's three replies are read.
+    /// Returns what became of each: the first's reply, and whether the next
+    /// may send its body now (its DATA was answered 354). A refused next is
+    /// ended and the session reset, as [`Client::send`] does.
+    pub async fn exchange(
+        &mut self,
+        body: Option<&[u8]>,
+        next: Option<(&str, &str)>,
+    ) -> (
+        Option<Result<Reply, SmtpError>>,
+        Option<Result<(), SmtpError>>,
+    ) {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        if let Some(body) = body {
+            out.extend_from_slice(body);
+        }
+        if let Some((from, to)) = next {
+            self.commands(from, to, &mut out);
+        }
+        let written = self.write(&out).await;
+        self.out = out;
+        if let Err(e) = written {
+            return (body.map(|_| Err(e.clone())), next.map(|_| Err(e)));
+        }
+        let first = match body {
+            None => None,
+            Some(_) => Some(match self.reply().await {
+                Ok(done) if done.code == 250 => Ok(done),
+                Ok(done) => Err(SmtpError::refused(done, "end of DATA")),
+                Err(e) => Err(e),
+            }),
+        };
+        let Some(_) = next else {
+            return (first, None);
+        };
+        // The server is closing, or the connection broke: no replies follow.
+        if let Some(Err(e)) = first
+            .as_ref()
+            .filter(|f| f.as_ref().is_err_and(|e| e.broken))
+        {
+            let e = e.clone();
+            return (first, Some(Err(e)));
+        }
+        let (mail, rcpt, data) = match self.three_replies().await {
+            Ok(replies) => replies,
+            Err(e) => return (first, Some(Err(e))),
+        };
+        (
+            first,
+            Some(self.accepted(mail, Some(rcpt), Some(data)).await),
+        )
+    }
+
+    /// MAIL, RCPT and DATA for one message, appended to `out`.
+    fn commands(&self, from: &str, to: &str, out: &mut Vec<u8>) {
+        use std::io::Write as _;
         let utf8 = if self.smtputf8 && !(from.is_ascii() && to.is_ascii()) {
             " SMTPUTF8"
         } else {
             ""
         };
-        let mail = format!("MAIL FROM:<{from}>{utf8}\r\n");
-        let rcpt = format!("RCPT TO:<{to}>\r\n");
-        let (mail_reply, rcpt_reply, data_reply) = if self.pipelining {
-            self.write(format!("{mail}{rcpt}DATA\r\n").as_bytes())
-                .await?;
-            let m = self.reply().await?;
-            // 421: the server is closing; the other replies will not come.
-            if m.code == 421 {
-                return Err(SmtpError::refused(m, "MAIL FROM"));
-            }
-            let r = self.reply().await?;
-            if r.code == 421 {
-                return Err(SmtpError::refused(r, "RCPT TO"));
-            }
-            let d = self.reply().await?;
-            (m, Some(r), Some(d))
-        } else {
-            self.write(mail.as_bytes()).await?;
-            let m = self.reply().await?;
-            if m.code != 250 {
-                (m, None, None)
-            } else {
-                self.write(rcpt.as_bytes()).await?;
-                let r = self.reply().await?;
-                if r.code != 250 && r.code != 251 {
-                    (m, Some(r), None)
-                } else {
-                    self.write(b"DATA\r\n").await?;
-                    let d = self.reply().await?;
-                    (m, Some(r), Some(d))
-                }
-            }
-        };
+        write!(
+            out,
+            "MAIL FROM:<{from}>{utf8}\r\nRCPT TO:<{to}>\r\nDATA\r\n"
+        )
+        .expect("writing to a Vec");
+    }
+
+    /// The replies to pipelined MAIL, RCPT and DATA (a 421 ends the reading:
+    /// the server is closing, the other replies will not come).
+    async fn three_replies(&mut self) -> Result<(Reply, Reply, Reply), SmtpError> {
+        let m = self.reply().await?;
+        if m.code == 421 {
+            return Err(SmtpError::refused(m, "MAIL FROM"));
+        }
+        let r = self.reply().await?;
+        if r.code == 421 {
+            return Err(SmtpError::refused(r, "RCPT TO"));
+        }
+        let d = self.reply().await?;
+        Ok((m, r, d))
+    }
+
+    /// Whether a transaction may send its body: `Ok` when DATA was answered
+    /// 354; else the refusal, after ending a DATA the server accepted anyway
+    /// and resetting the session.
+    async fn accepted(
+        &mut self,
+        mail_reply: Reply,
+        rcpt_reply: Option<Reply>,
+        data_reply: Option<Reply>,
+    ) -> Result<(), SmtpError> {
         let refusal = if mail_reply.code != 250 {
             Some(SmtpError::refused(mail_reply, "MAIL FROM"))
         } else {
@@ -231,24 +334,7 @@ impl Client {
             self.reset(&mut e).await;
             return Err(e);
         }
-        let written = if stuffed {
-            self.write(message).await
-        } else {
-            let mut out = std::mem::take(&mut self.out);
-            out.clear();
-            dot_stuff(message, &mut out);
-            let written = self.write(&out).await;
-            self.out = out;
-            written
-        };
-        written?;
-        let done = self.reply().await?;
-        if done.code != 250 {
-            let mut e = SmtpError::refused(done, "end of DATA");
-            self.reset(&mut e).await;
-            return Err(e);
-        }
-        Ok(done)
+        Ok(())
     }
 
     async fn reset(&mut self, e: &mut SmtpError) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::channel::{Channel, DialError};
+use super::channel::{Channel, DialError, Failure};
 use super::ledger::Ledger;
 use super::throttle::{backoff, Throttle};
 use super::{Progress, SendError};
@@ -136,33 +136,176 @@ pub(crate) async fn produce(
     }
 }
 
+/// A message whose DATA the server accepted, its body not sent yet: it goes
+/// with the next message's commands (RFC 2920), so each message costs one
+/// round trip. Holds its job's in-flight permit until it is recorded.
+struct Waiting {
+    prepared: Prepared,
+    body: Vec<u8>,
+    _in_flight: OwnedSemaphorePermit,
+}
+
 /// One worker: takes jobs until the queue closes, over its own channel. After a
 /// stop it keeps taking jobs without delivering them, so their permits come back
 /// and the producer is never left waiting.
+///
+/// On gazette's own client where the server pipelines, a message's body and
+/// final dot leave in one write with the next message's MAIL, RCPT and DATA.
+/// A connection then has two deliveries in flight (claimed): one whose body
+/// went (it may have arrived) and one whose body did not, so a crash leaves at
+/// most two uncertain deliveries per connection, of which at most one can
+/// have been delivered.
 pub(crate) async fn work(
     shared: &Shared,
     channel: &mut Channel,
     queue: async_channel::Receiver<Job>,
     relay: usize,
 ) {
-    // One buffer for every message this worker writes.
+    // Buffers for the messages this worker writes: the one waiting to go, and
+    // the next.
     let mut buffer = Vec::with_capacity(64 * 1024);
+    let mut waiting: Option<Waiting> = None;
     loop {
         // A relay out of rotation takes no work until it is due back.
-        while let Some(until) = shared.relays[relay].down(Instant::now()) {
+        while let (None, Some(until)) = (&waiting, shared.relays[relay].down(Instant::now())) {
             if shared.stopped() {
                 break;
             }
             tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(200))).await;
         }
-        let Ok((delivery, _in_flight)) = queue.recv().await else {
-            return;
+        // With a message waiting, its body goes now with whatever job is
+        // ready, or alone: never wait for the queue while holding it.
+        let job = match &waiting {
+            Some(_) => queue.try_recv().ok(),
+            None => match queue.recv().await {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            },
         };
-        if !shared.stopped() {
-            if let Err(e) = deliver_one(shared, channel, &delivery, relay, &mut buffer).await {
-                shared.fail(e);
+        let step = if shared.stopped() {
+            // Finish what the server is waiting for; drop the rest.
+            match waiting.take() {
+                Some(w) => pipelined(shared, channel, relay, Some(w), None, &mut buffer).await,
+                None => Ok(None),
             }
+        } else {
+            let w = waiting.take();
+            pipelined(shared, channel, relay, w, job, &mut buffer).await
+        };
+        match step {
+            Ok(w) => waiting = w,
+            Err(e) => shared.fail(e),
         }
+    }
+}
+
+/// One round trip on a pipelining connection: the waiting message's body (if
+/// any) and the next job's commands (if it can go now). Records the waiting
+/// message's outcome, and the next's when it was refused; returns the next
+/// when its body may follow.
+async fn pipelined(
+    shared: &Shared,
+    channel: &mut Channel,
+    relay: usize,
+    mut waiting: Option<Waiting>,
+    job: Option<Job>,
+    buffer: &mut Vec<u8>,
+) -> Result<Option<Waiting>, SendError> {
+    // The next message, claimed and written; with a message waiting the
+    // connection is open, so this neither reconnects nor sends. A message
+    // never waits on the throttle: when the next must wait for its slot, the
+    // waiting one goes alone first.
+    let mut next = None;
+    if let Some((delivery, permit)) = job {
+        let slot_taken = waiting.is_some()
+            && shared.relays[relay]
+                .throttle()
+                .take(Instant::now())
+                .is_none();
+        if !slot_taken && waiting.is_some() {
+            exchange(shared, channel, relay, waiting.take(), None, buffer).await?;
+        }
+        let mut body = std::mem::take(buffer);
+        match prepare(shared, channel, &delivery, relay, &mut body, slot_taken).await? {
+            Some(p) => next = Some((p, body, permit)),
+            None => *buffer = body,
+        }
+    }
+    exchange(shared, channel, relay, waiting, next, buffer).await
+}
+
+/// A claimed and written message, its body, and its job's in-flight permit.
+type Next = (Prepared, Vec<u8>, OwnedSemaphorePermit);
+
+/// The round trip of [`pipelined`]: `waiting`'s body and `next`'s commands.
+async fn exchange(
+    shared: &Shared,
+    channel: &mut Channel,
+    relay: usize,
+    waiting: Option<Waiting>,
+    next: Option<Next>,
+    buffer: &mut Vec<u8>,
+) -> Result<Option<Waiting>, SendError> {
+    if waiting.is_none() && next.is_none() {
+        return Ok(None);
+    }
+    let Some(client) = channel.pipelining_client() else {
+        // A message waits only on an open pipelining connection; should that
+        // be gone, what waited may or may not have gone.
+        if let Some(w) = waiting {
+            let lost = Failure::local("the connection closed".into(), true);
+            record(shared, relay, &w.prepared, Err(lost)).await?;
+        }
+        // The outbox, lettre's connections, a server that does not pipeline:
+        // one message at a time.
+        if let Some((p, body, _permit)) = next {
+            let stuffed = channel.takes_data();
+            let name = format!("{:010}.eml", p.id);
+            let outcome = channel.deliver(&p.envelope, &body, &name, stuffed).await;
+            *buffer = body;
+            record(shared, relay, &p, outcome).await?;
+        }
+        return Ok(None);
+    };
+    let envelope = next.as_ref().map(|(p, ..)| {
+        let from = p.envelope.from().map(|a| a.to_string()).unwrap_or_default();
+        let to = p
+            .envelope
+            .to()
+            .first()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        (from, to)
+    });
+    let (done, accepted) = client
+        .exchange(
+            waiting.as_ref().map(|w| w.body.as_slice()),
+            envelope.as_ref().map(|(f, t)| (f.as_str(), t.as_str())),
+        )
+        .await;
+    let broken =
+        matches!(&done, Some(Err(e)) if e.broken) || matches!(&accepted, Some(Err(e)) if e.broken);
+    if broken {
+        channel.disconnect();
+    }
+    if let (Some(w), Some(done)) = (waiting, done) {
+        let outcome = done
+            .map(|r| super::channel::reply_text(&r))
+            .map_err(Failure::from_smtp);
+        *buffer = w.body;
+        record(shared, relay, &w.prepared, outcome).await?;
+    }
+    match (next, accepted) {
+        (Some((p, body, permit)), Some(Ok(()))) => Ok(Some(Waiting {
+            prepared: p,
+            body,
+            _in_flight: permit,
+        })),
+        (Some((p, _body, _permit)), Some(Err(e))) => {
+            record(shared, relay, &p, Err(Failure::from_smtp(e))).await?;
+            Ok(None)
+        }
+        _ => Ok(None),
     }
 }
 
@@ -212,26 +355,37 @@ async fn take_slot(shared: &Shared, relay: usize) -> bool {
     }
 }
 
-async fn deliver_one(
+/// A delivery claimed and written, ready to go.
+struct Prepared {
+    id: i64,
+    attempts: u32,
+    message_id: String,
+    envelope: lettre::address::Envelope,
+}
+
+/// Connects, waits for a throttle slot, claims the delivery and writes its
+/// message into `buffer` (in DATA's form for gazette's own client). `None`:
+/// nothing to send now (not connected, stopped, no longer active, or an
+/// address no message can be written to, recorded as failed).
+async fn prepare(
     shared: &Shared,
     channel: &mut Channel,
     delivery: &DueDelivery,
     relay: usize,
     buffer: &mut Vec<u8>,
-) -> Result<(), SendError> {
-    let state = &shared.relays[relay];
+    slot_taken: bool,
+) -> Result<Option<Prepared>, SendError> {
     // Connect, then wait for a slot, before claiming: a delivery is claimed only
     // when it goes now.
-    if !connect(shared, channel, relay).await? || !take_slot(shared, relay).await {
-        return Ok(());
+    if !connect(shared, channel, relay).await? || !(slot_taken || take_slot(shared, relay).await) {
+        return Ok(None);
     }
     let id = delivery.subscriber_id;
     if !shared.ledger.claim(id).await? {
         tracing::debug!(subscriber = id, "skipped: no longer active");
         shared.progress.delivered();
-        return Ok(());
+        return Ok(None);
     }
-    let attempts = delivery.attempts + 1;
     let recipient = Recipient {
         id,
         email: delivery.email.clone(),
@@ -240,7 +394,6 @@ async fn deliver_one(
     let message_id = message::new_message_id(&shared.head, id);
     // Written straight in the form the channel sends: DATA's for gazette's
     // own client, so no copy is made to dot-stuff it.
-    let stuffed = channel.takes_data();
     buffer.clear();
     let written = shared.prebuilt.write_copy(
         &shared.head,
@@ -249,10 +402,15 @@ async fn deliver_one(
         SystemTime::now(),
         message_id.clone(),
         buffer,
-        stuffed,
+        channel.takes_data(),
     );
-    let envelope = match written {
-        Ok(envelope) => envelope,
+    match written {
+        Ok(envelope) => Ok(Some(Prepared {
+            id,
+            attempts: delivery.attempts + 1,
+            message_id,
+            envelope,
+        })),
         Err(e) => {
             // An address that cannot be written into a message never will be.
             shared
@@ -260,18 +418,26 @@ async fn deliver_one(
                 .failed(id, &e.to_string(), None, false, false)
                 .await?;
             shared.progress.delivered();
-            return Ok(());
+            Ok(None)
         }
-    };
-    let file_name = format!("{id:010}.eml");
-    match channel
-        .deliver(&envelope, buffer, &file_name, stuffed)
-        .await
-    {
+    }
+}
+
+/// Records what became of a delivery: sent, to be retried (with a pause when
+/// the server asks for one), or failed.
+async fn record(
+    shared: &Shared,
+    relay: usize,
+    p: &Prepared,
+    outcome: Result<String, Failure>,
+) -> Result<(), SendError> {
+    let state = &shared.relays[relay];
+    let (id, attempts, message_id) = (p.id, p.attempts, &p.message_id);
+    match outcome {
         Ok(reply) => {
             state.throttle().accepted();
             tracing::debug!(subscriber = id, relay = %state.label, %reply, "delivered");
-            shared.ledger.sent(id, &reply, &message_id)?;
+            shared.ledger.sent(id, &reply, message_id)?;
             shared.consecutive_refusals.store(0, Ordering::SeqCst);
             shared.progress.delivered();
         }

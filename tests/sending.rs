@@ -744,10 +744,15 @@ fn pipelined_mail_rcpt_data_take_every_reply_path() {
     assert!(server.per_recipient().values().all(|&n| n == 1));
 }
 
-/// A scripted SMTP server on loopback for one message: advertises PIPELINING or
-/// not, and reports whether the client sent MAIL, RCPT and DATA before waiting
-/// for the reply to MAIL.
-fn scripted_server(pipelining: bool) -> (String, std::thread::JoinHandle<bool>) {
+/// A scripted SMTP server on loopback for one connection: greets, answers
+/// EHLO with `ehlo`, then runs `script` with a line reader (false at the end
+/// or after 700 ms of silence) and the stream to answer on.
+fn scripted<T: Send + 'static>(
+    ehlo: &'static [u8],
+    script: impl FnOnce(&mut dyn FnMut(&mut String) -> bool, &mut std::net::TcpStream) -> T
+        + Send
+        + 'static,
+) -> (String, std::thread::JoinHandle<T>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("smtp://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -758,19 +763,31 @@ fn scripted_server(pipelining: bool) -> (String, std::thread::JoinHandle<bool>) 
             .unwrap();
         let mut out = stream.try_clone().unwrap();
         let mut lines = BufReader::new(stream);
-        let mut line = String::new();
         let mut read = |line: &mut String| {
             line.clear();
             lines.read_line(line).map(|n| n > 0).unwrap_or(false)
         };
+        let mut line = String::new();
         out.write_all(b"220 scripted.test ESMTP\r\n").unwrap();
         assert!(read(&mut line) && line.starts_with("EHLO"), "{line}");
-        let ehlo: &[u8] = if pipelining {
-            b"250-scripted.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
-        } else {
-            b"250-scripted.test\r\n250 8BITMIME\r\n"
-        };
         out.write_all(ehlo).unwrap();
+        script(&mut read, &mut out)
+    });
+    (url, handle)
+}
+
+/// A scripted SMTP server on loopback for one message: advertises PIPELINING or
+/// not, and reports whether the client sent MAIL, RCPT and DATA before waiting
+/// for the reply to MAIL.
+fn scripted_server(pipelining: bool) -> (String, std::thread::JoinHandle<bool>) {
+    use std::io::Write;
+    let ehlo: &'static [u8] = if pipelining {
+        b"250-scripted.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+    } else {
+        b"250-scripted.test\r\n250 8BITMIME\r\n"
+    };
+    scripted(ehlo, |read, out| {
+        let mut line = String::new();
         assert!(read(&mut line) && line.starts_with("MAIL FROM"), "{line}");
         // Without a reply to MAIL: does the rest come anyway?
         let mut early = Vec::new();
@@ -801,8 +818,7 @@ fn scripted_server(pipelining: bool) -> (String, std::thread::JoinHandle<bool>) 
             let _ = out.write_all(b"221 bye\r\n");
         }
         pipelined
-    });
-    (url, handle)
+    })
 }
 
 /// `[smtp] pipelining = "auto"` (the default) pipelines where the server's
@@ -918,46 +934,27 @@ fn implicit_tls_checks_the_certificate_and_delivers() {
 /// before it has answered the first message's end of DATA.
 #[test]
 fn pipelined_messages_follow_one_another_in_one_round_trip() {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("smtp://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let server = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(700)))
-            .unwrap();
-        let mut out = stream.try_clone().unwrap();
-        let mut lines = BufReader::new(stream);
+    use std::io::Write;
+    let (url, server) = scripted(b"250-scripted.test\r\n250 PIPELINING\r\n", |read, out| {
         let mut line = String::new();
-        let mut read = |line: &mut String| {
-            line.clear();
-            lines.read_line(line).map(|n| n > 0).unwrap_or(false)
-        };
-        out.write_all(b"220 scripted.test ESMTP\r\n").unwrap();
-        assert!(read(&mut line) && line.starts_with("EHLO"), "{line}");
-        out.write_all(b"250-scripted.test\r\n250 PIPELINING\r\n")
-            .unwrap();
-        let mut early = Vec::new();
-        for message in 0..2 {
-            for _ in 0..3 {
-                assert!(read(&mut line), "message {message}: commands");
-            }
-            out.write_all(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
-                .unwrap();
-            while read(&mut line) && line != ".\r\n" {}
-            if message == 0 {
-                // Unanswered yet: the next message's commands are here already.
-                let next = read(&mut line).then(|| line.clone());
-                early.push(next.clone().unwrap_or_default());
-                out.write_all(b"250 2.0.0 queued\r\n").unwrap();
-                assert!(read(&mut line) && read(&mut line), "RCPT and DATA");
-                out.write_all(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
-                    .unwrap();
-                while read(&mut line) && line != ".\r\n" {}
-                out.write_all(b"250 2.0.0 queued\r\n").unwrap();
-                break;
-            }
+        for _ in 0..3 {
+            assert!(read(&mut line), "MAIL, RCPT, DATA");
         }
+        out.write_all(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+            .unwrap();
+        while read(&mut line) && line != ".\r\n" {}
+        // Unanswered yet: the next message's commands are here already.
+        let early = if read(&mut line) {
+            line.clone()
+        } else {
+            String::new()
+        };
+        out.write_all(b"250 2.0.0 queued\r\n").unwrap();
+        assert!(read(&mut line) && read(&mut line), "RCPT and DATA");
+        out.write_all(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+            .unwrap();
+        while read(&mut line) && line != ".\r\n" {}
+        out.write_all(b"250 2.0.0 queued\r\n").unwrap();
         if read(&mut line) && line.starts_with("QUIT") {
             let _ = out.write_all(b"221 bye\r\n");
         }
@@ -969,7 +966,7 @@ fn pipelined_messages_follow_one_another_in_one_round_trip() {
     assert!(stdout(&out).contains("sent 2"), "{}", stdout(&out));
     let early = server.join().unwrap();
     assert!(
-        early[0].starts_with("MAIL FROM"),
+        early.starts_with("MAIL FROM"),
         "the second message's MAIL came with the first's end: {early:?}"
     );
 }

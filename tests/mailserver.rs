@@ -36,6 +36,8 @@ pub struct Faults {
     pub replies: Vec<(String, u16, String)>,
     /// Answer every RCPT with this code and text (a server that refuses us).
     pub refuse_all: Option<(u16, String)>,
+    /// Answer every end of DATA with this code and text (a content filter).
+    pub refuse_data: Option<(u16, String)>,
     /// Wait this long before accepting each message.
     pub delay: Duration,
 }
@@ -141,6 +143,9 @@ impl Handler for Recorder {
             if faults.data_451 > 0 {
                 faults.data_451 -= 1;
                 return INTERNAL_ERROR;
+            }
+            if let Some((code, text)) = &faults.refuse_data {
+                return Response::custom(*code, text.clone());
             }
             faults.delay
         };

@@ -169,6 +169,11 @@ impl Ledger {
         self.commit(LedgerWrite::Claim { subscriber_id }).await
     }
 
+    /// Waits until every write queued so far is committed.
+    pub(crate) async fn barrier(&self) -> Result<(), SendError> {
+        self.commit(LedgerWrite::Barrier).await.map(drop)
+    }
+
     /// Records an accepted message; durable with the worker's next claim.
     pub(crate) fn sent(
         &self,

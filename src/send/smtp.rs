@@ -5,9 +5,11 @@
 //! refused, and whether the connection is still usable.
 //!
 //! Where the server advertises PIPELINING (RFC 2920), MAIL, RCPT and DATA go in
-//! one write and their replies are read together; the dot-stuffed body and the
-//! final dot go in another. Otherwise it sends one command at a time. Anything
-//! else (TLS, AUTH) goes through lettre's client instead.
+//! one write and their replies are read together, and the dot-stuffed body and
+//! final dot of one message go in the same write as the next message's
+//! commands ([`Client::exchange`]): one round trip a message. Otherwise it
+//! sends one command at a time. Anything else (TLS, AUTH) goes through
+//! lettre's client instead.
 
 use std::time::Duration;
 

@@ -174,35 +174,35 @@ pub(crate) async fn work(
             tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(200))).await;
         }
         // With a message waiting, its body goes now with whatever job is
-        // ready, or alone: never wait for the queue while holding it.
+        // ready, or alone: never wait for the queue while holding it, nor
+        // take new work for a relay that left the rotation.
         let job = match &waiting {
+            Some(_) if shared.relays[relay].down(Instant::now()).is_some() => None,
             Some(_) => queue.try_recv().ok(),
             None => match queue.recv().await {
                 Ok(job) => Some(job),
                 Err(_) => return,
             },
         };
-        let step = if shared.stopped() {
-            // Finish what the server is waiting for; drop the rest.
-            match waiting.take() {
-                Some(w) => pipelined(shared, channel, relay, Some(w), None, &mut buffer).await,
-                None => Ok(None),
-            }
-        } else {
-            let w = waiting.take();
-            pipelined(shared, channel, relay, w, job, &mut buffer).await
-        };
-        match step {
-            Ok(w) => waiting = w,
-            Err(e) => shared.fail(e),
+        // After a stop: finish what the server is waiting for; drop the rest.
+        let job = job.filter(|_| !shared.stopped());
+        if waiting.is_none() && job.is_none() {
+            continue;
+        }
+        let (w, step) = pipelined(shared, channel, relay, waiting.take(), job, &mut buffer).await;
+        waiting = w;
+        if let Err(e) = step {
+            shared.fail(e);
         }
     }
 }
 
-/// One round trip on a pipelining connection: the waiting message's body (if
-/// any) and the next job's commands (if it can go now). Records the waiting
-/// message's outcome, and the next's when it was refused; returns the next
-/// when its body may follow.
+/// The next job on this worker's channel. On a pipelining connection, one
+/// round trip: the waiting message's body (if any) and the job's commands (if
+/// it can go now); elsewhere (the outbox, lettre's connections, a server that
+/// does not pipeline) the job's message alone. Records every outcome, and
+/// returns the message whose body may follow now, if any, even beside an
+/// error: a message the server waits for is never dropped.
 async fn pipelined(
     shared: &Shared,
     channel: &mut Channel,
@@ -210,7 +210,7 @@ async fn pipelined(
     mut waiting: Option<Waiting>,
     job: Option<Job>,
     buffer: &mut Vec<u8>,
-) -> Result<Option<Waiting>, SendError> {
+) -> (Option<Waiting>, Result<(), SendError>) {
     // The next message, claimed and written; with a message waiting the
     // connection is open, so this neither reconnects nor sends. A message
     // never waits on the throttle: when the next must wait for its slot, the
@@ -223,12 +223,21 @@ async fn pipelined(
                 .take(Instant::now())
                 .is_none();
         if !slot_taken && waiting.is_some() {
-            exchange(shared, channel, relay, waiting.take(), None, buffer).await?;
+            let (_, sent) = exchange(shared, channel, relay, waiting.take(), None, buffer).await;
+            if let Err(e) = sent {
+                return (None, Err(e));
+            }
         }
         let mut body = std::mem::take(buffer);
-        match prepare(shared, channel, &delivery, relay, &mut body, slot_taken).await? {
-            Some(p) => next = Some((p, body, permit)),
-            None => *buffer = body,
+        match prepare(shared, channel, &delivery, relay, &mut body, slot_taken).await {
+            Ok(Some(p)) => next = Some((p, body, permit)),
+            Ok(None) => *buffer = body,
+            Err(e) => {
+                *buffer = body;
+                // What waits still goes, alone.
+                let (_, sent) = exchange(shared, channel, relay, waiting, None, buffer).await;
+                return (None, sent.and(Err(e)));
+            }
         }
     }
     exchange(shared, channel, relay, waiting, next, buffer).await
@@ -245,16 +254,17 @@ async fn exchange(
     waiting: Option<Waiting>,
     next: Option<Next>,
     buffer: &mut Vec<u8>,
-) -> Result<Option<Waiting>, SendError> {
+) -> (Option<Waiting>, Result<(), SendError>) {
     if waiting.is_none() && next.is_none() {
-        return Ok(None);
+        return (None, Ok(()));
     }
-    let Some(client) = channel.pipelining_client() else {
+    if channel.pipelining_client().is_none() {
+        let mut result = Ok(());
         // A message waits only on an open pipelining connection; should that
         // be gone, what waited may or may not have gone.
         if let Some(w) = waiting {
             let lost = Failure::local("the connection closed".into(), true);
-            record(shared, relay, &w.prepared, Err(lost)).await?;
+            result = record(shared, relay, &w.prepared, Err(lost)).await;
         }
         // The outbox, lettre's connections, a server that does not pipeline:
         // one message at a time.
@@ -263,9 +273,17 @@ async fn exchange(
             let name = format!("{:010}.eml", p.id);
             let outcome = channel.deliver(&p.envelope, &body, &name, stuffed).await;
             *buffer = body;
-            record(shared, relay, &p, outcome).await?;
+            result = result.and(record(shared, relay, &p, outcome).await);
         }
-        return Ok(None);
+        return (None, result);
+    }
+    // A body that goes with no claim after it: the "sent" records queued so
+    // far are made durable first, so a crash now leaves this one uncertain,
+    // not an earlier one too. (Should the ledger fail, the body still goes:
+    // the server waits for it.)
+    let mut result = match next {
+        None => shared.ledger.barrier().await,
+        Some(_) => Ok(()),
     };
     let envelope = next.as_ref().map(|(p, ..)| {
         let from = p.envelope.from().map(|a| a.to_string()).unwrap_or_default();
@@ -277,6 +295,9 @@ async fn exchange(
             .unwrap_or_default();
         (from, to)
     });
+    let Some(client) = channel.pipelining_client() else {
+        unreachable!("checked above, and nothing between closes it")
+    };
     let (done, accepted) = client
         .exchange(
             waiting.as_ref().map(|w| w.body.as_slice()),
@@ -288,24 +309,44 @@ async fn exchange(
     if broken {
         channel.disconnect();
     }
+    let mut first_broke = false;
     if let (Some(w), Some(done)) = (waiting, done) {
+        first_broke = done.as_ref().is_err_and(|e| e.broken);
         let outcome = done
             .map(|r| super::channel::reply_text(&r))
             .map_err(Failure::from_smtp);
         *buffer = w.body;
-        record(shared, relay, &w.prepared, outcome).await?;
+        result = result.and(record(shared, relay, &w.prepared, outcome).await);
     }
-    match (next, accepted) {
-        (Some((p, body, permit)), Some(Ok(()))) => Ok(Some(Waiting {
-            prepared: p,
-            body,
-            _in_flight: permit,
-        })),
-        (Some((p, _body, _permit)), Some(Err(e))) => {
-            record(shared, relay, &p, Err(Failure::from_smtp(e))).await?;
-            Ok(None)
+    let Some((p, body, permit)) = next else {
+        return (None, result);
+    };
+    match accepted {
+        Some(Ok(())) => (
+            Some(Waiting {
+                prepared: p,
+                body,
+                _in_flight: permit,
+            }),
+            result,
+        ),
+        // The connection went with the first message's end: this one's body
+        // never left, and the server said nothing about it.
+        _ if first_broke => {
+            let unsent = Failure::local(
+                "not sent: the connection closed before its DATA".into(),
+                true,
+            );
+            (
+                None,
+                result.and(record(shared, relay, &p, Err(unsent)).await),
+            )
         }
-        _ => Ok(None),
+        Some(Err(e)) => (
+            None,
+            result.and(record(shared, relay, &p, Err(Failure::from_smtp(e))).await),
+        ),
+        None => unreachable!("the client answers for a message it was given"),
     }
 }
 

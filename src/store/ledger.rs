@@ -64,6 +64,8 @@ pub enum LedgerWrite {
         /// Deferred until the attempts ran out: the next run tries again.
         gave_up: bool,
     },
+    /// Nothing: its commit makes the writes queued before it durable.
+    Barrier,
 }
 
 /// Who holds a send lock, and since when.
@@ -361,6 +363,7 @@ fn apply_in(
 ) -> Result<bool, StoreError> {
     let at = to_unix(now);
     match write {
+        LedgerWrite::Barrier => Ok(true),
         LedgerWrite::Claim { subscriber_id } => {
             let claimed = tx.prepare_cached(sql::DELIVERY_CLAIM)?.execute(params![
                 issue_id,

@@ -482,6 +482,13 @@ fn with_clicks_off_mail_links_straight_to_the_stories() {
         .unwrap()
         .to_string();
     assert!(text.contains(&lead), "{text}");
+    // The report says so, rather than showing a click rate of 0%.
+    let r = report(&site);
+    assert_eq!(r["clicks_counted"], false);
+    assert_eq!(r["issues"][0]["clicks_counted"], false);
+    let table = site.ok(&["report"]);
+    assert!(table.contains("clicks       not counted"), "{table}");
+    assert!(!table.contains("0.0%"), "{table}");
 }
 
 /// A feed of two weeks: in 2026-W06 two Crypto and two Payments stories; in

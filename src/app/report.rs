@@ -114,11 +114,19 @@ pub struct ListWeek {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct IssueClicks {
     pub week: String,
+    /// Its links counted clicks; else the figures below are zeros that mean
+    /// nothing.
+    pub clicks_counted: bool,
     pub sent: u64,
     pub unique_clicks: u64,
     pub readers: u64,
     /// Readers who opened at least one story, per message sent.
     pub click_rate: f64,
+}
+
+/// "1 story", "3 stories".
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn rate(clicks: u64, sent: u64) -> f64 {
@@ -239,6 +247,7 @@ pub fn report(
             let readers = store.issue_readers(i.id)?;
             Ok(IssueClicks {
                 week: i.week.clone(),
+                clicks_counted: i.clicks_counted,
                 sent: i.sent,
                 unique_clicks: unique,
                 readers,
@@ -390,12 +399,18 @@ pub fn topic_interest(
         .into_iter()
         .filter_map(|(key, (topic, expected, clicked, issues))| {
             let (ratio, factor) = topic_factor(clicked, expected, weight);
+            let observed = if expected > 0.0 {
+                clicked as f64 / expected
+            } else {
+                ratio
+            };
             // A factor that changes nothing says nothing.
             ((factor - 1.0).abs() >= 0.005).then_some((
                 key,
                 TopicInterest {
                     topic,
                     ratio,
+                    observed,
                     factor,
                     issues,
                 },
@@ -441,48 +456,49 @@ pub fn describe_report(r: &Report) -> String {
     );
     if r.clicks_counted {
         out += &format!(
-            "clicks       {} ({} unique) · {} readers clicked ({} of messages sent) · {} automated (counted apart)\n\n",
+            "clicks       {} ({} unique) · {} with a click ({} of messages sent) · {} automated (counted apart)\n\n",
             r.clicks.clicks,
             r.clicks.unique_clicks,
-            r.clicks.readers,
+            plural(r.clicks.readers, "copy", "copies"),
             percent(r.clicks.click_rate),
             r.clicks.automated
         );
-    } else {
-        out += "clicks       not counted: this issue went out with [analytics] clicks = false\n\n";
-    }
-    out += &format!(
-        "{:>3}  {:>6}  {:>6}  {:>6}  {:>9}  story\n",
-        "#", "clicks", "unique", "rate", "automated"
-    );
-    for s in &r.stories {
-        let topic = s
-            .topic
-            .as_deref()
-            .map(|t| format!(" [{t}]"))
-            .unwrap_or_default();
+        // Rank: the story's place by score (the lead is 1); the mail groups
+        // the briefs by topic.
         out += &format!(
-            "{:>3}  {:>6}  {:>6}  {:>6}  {:>9}  {}{topic}\n",
-            s.position + 1,
-            s.clicks,
-            s.unique_clicks,
-            percent(s.click_rate),
-            s.automated,
-            crate::text::cut_at_word(&s.title, 60)
+            "{:>4}  {:>6}  {:>6}  {:>6}  {:>9}  story\n",
+            "rank", "clicks", "unique", "rate", "automated"
         );
-    }
-    if !r.topics.is_empty() {
-        out += "\nby topic\n";
-        for t in &r.topics {
+        for s in &r.stories {
+            let topic = s
+                .topic
+                .as_deref()
+                .map(|t| format!(" [{t}]"))
+                .unwrap_or_default();
             out += &format!(
-                "  {:<24} {} {} · {} unique clicks · {} per story\n",
-                t.topic,
-                t.stories,
-                if t.stories == 1 { "story" } else { "stories" },
-                t.unique_clicks,
-                percent(t.click_rate)
+                "{:>4}  {:>6}  {:>6}  {:>6}  {:>9}  {}{topic}\n",
+                s.position + 1,
+                s.clicks,
+                s.unique_clicks,
+                percent(s.click_rate),
+                s.automated,
+                crate::text::cut_at_word(&s.title, 60)
             );
         }
+        if !r.topics.is_empty() {
+            out += "\nby topic (unique clicks per story and message sent)\n";
+            for t in &r.topics {
+                out += &format!(
+                    "  {:<24} {} · {} · {}\n",
+                    t.topic,
+                    plural(t.stories as u64, "story", "stories"),
+                    plural(t.unique_clicks, "unique click", "unique clicks"),
+                    percent(t.click_rate)
+                );
+            }
+        }
+    } else {
+        out += "clicks       not counted: this issue went out with [analytics] clicks = false\n";
     }
     out += "\nthe list (week: active at its end, +joined, -left)\n";
     for l in &r.list {
@@ -491,14 +507,14 @@ pub fn describe_report(r: &Report) -> String {
             l.week, l.active, l.joins, l.leaves
         );
     }
-    out += "\nclick rate of recent issues\n";
+    out += "\nclick rate of recent issues (copies with a click)\n";
     for i in &r.issues {
-        out += &format!(
-            "  {}  {:>6} of {} sent\n",
-            i.week,
-            percent(i.click_rate),
-            i.sent
-        );
+        let rate = if i.clicks_counted {
+            percent(i.click_rate)
+        } else {
+            "not counted".into()
+        };
+        out += &format!("  {}  {:>11} of {} sent\n", i.week, rate, i.sent);
     }
     out
 }

@@ -145,6 +145,8 @@ pub struct TopicInterest {
     pub topic: String,
     /// Its stories' click rate relative to all stories' (smoothed).
     pub ratio: f64,
+    /// The same without smoothing: what readers did, as `explain` says it.
+    pub observed: f64,
     /// The factor on scores: `ratio ^ click_weight`, within
     /// [`MIN_TOPIC_FACTOR`, `MAX_TOPIC_FACTOR`].
     pub factor: f64,
@@ -160,7 +162,7 @@ pub const MAX_TOPIC_FACTOR: f64 = 1.25;
 impl TopicInterest {
     /// "Crypto ×1.14: readers clicked 31% more than average over 6 issues".
     pub fn note(&self) -> String {
-        let percent = ((self.ratio - 1.0) * 100.0).round();
+        let percent = ((self.observed - 1.0) * 100.0).round();
         let how = if percent >= 0.0 {
             format!("{percent:.0}% more")
         } else {

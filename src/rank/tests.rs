@@ -497,6 +497,7 @@ fn readers_interest_bounds_scores_and_leaves_pins_in_place() {
     let interest = |topic: &str, ratio: f64, factor: f64| TopicInterest {
         topic: topic.into(),
         ratio,
+        observed: ratio,
         factor,
         issues: 6,
     };

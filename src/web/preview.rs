@@ -415,7 +415,7 @@ fn desk_page(state: &AppState, d: &PreviewData, q: &PreviewQuery, csrf: &str) ->
             div class="card" {
                 h2 { "Readers" }
                 p {
-                    (r.delivery.sent) " sent · " (r.clicks.readers) " readers clicked (" (format!("{:.1}%", r.clicks.click_rate * 100.0)) ") · "
+                    (r.delivery.sent) " sent · " (r.clicks.readers) " copies with a click (" (format!("{:.1}%", r.clicks.click_rate * 100.0)) ") · "
                     a href=(state.href(&format!("report/{}", d.week))) { "the whole report" }
                 }
                 (super::report::story_bars(r))

@@ -185,11 +185,19 @@ pub(super) fn report_body(r: &Report) -> Markup {
                 dt { "Bounced" } dd { (r.bounced.hard) " hard · " (r.bounced.soft) " soft" }
                 dt { "Complaints" } dd { (r.complained) }
                 dt { "Unsubscribed" } dd { @if left.is_empty() { "none" } @else { (left.join(" · ")) } }
-                dt { "Clicks" } dd { @if !r.clicks_counted { "not counted: this issue went out with [analytics] clicks = false · " } (r.clicks.readers) " readers clicked (" (percent(r.clicks.click_rate)) " of messages sent) · " (r.clicks.unique_clicks) " unique clicks · " (r.clicks.clicks) " in all · " (r.clicks.automated) " automated (scanners, previews: counted apart)" }
+                dt { "Clicks" } dd {
+                    @if r.clicks_counted {
+                        (r.clicks.readers) " of " (d.sent) " copies with a click (" (percent(r.clicks.click_rate)) ") · " (r.clicks.unique_clicks) " unique · " (r.clicks.clicks) " in all · " (r.clicks.automated) " automated (scanners, previews: counted apart)"
+                    } @else {
+                        "not counted: this issue went out with [analytics] clicks = false"
+                    }
+                }
             }
         }
+        @if r.clicks_counted {
         div class="card" {
             h2 { "Clicks per story" }
+            p class="muted" { "Stories by rank (the lead is 1); the mail groups the briefs by topic." }
             (story_bars(r))
             // A row for the headline, one for its figures: four narrow columns
             // fit a phone.
@@ -221,6 +229,7 @@ pub(super) fn report_body(r: &Report) -> Markup {
                 }
             }
         }
+        }
         div class="card" {
             h2 { "The list" }
             (list_line(&r.list))
@@ -240,10 +249,10 @@ pub(super) fn report_body(r: &Report) -> Markup {
             h2 { "Recent issues" }
             (issue_columns(&r.issues))
             table class="figures" {
-                thead { tr { th { "Issue" } th class="n" { "Sent" } th class="n" { "Readers who clicked" } th class="n" { "Click rate" } th class="n" { "Unique clicks" } } }
+                thead { tr { th { "Issue" } th class="n" { "Sent" } th class="n" { "Copies with a click" } th class="n" { "Click rate" } th class="n" { "Unique clicks" } } }
                 tbody {
                     @for i in &r.issues {
-                        tr { td { (i.week) } td class="n" { (i.sent) } td class="n" { (i.readers) } td class="n" { (percent(i.click_rate)) } td class="n" { (i.unique_clicks) } }
+                        tr { td { (i.week) } td class="n" { (i.sent) } td class="n" { (i.readers) } td class="n" { @if i.clicks_counted { (percent(i.click_rate)) } @else { "not counted" } } td class="n" { (i.unique_clicks) } }
                     }
                 }
             }

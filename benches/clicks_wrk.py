@@ -20,14 +20,12 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import time
-import socket
+
+from loopback import free_port, release_gazette, sample_site, serving, wrk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "wrk-benchmark-secret-0123456789-0123456789"
@@ -55,27 +53,6 @@ def click_path(position, copy):
     return f"/c/{payload}." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wrk(url, seconds, script=None, env=None):
-    cmd = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
-    if script:
-        cmd += ["-s", script]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True, env=env).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = re.search(r"99%\s+([\d.]+\w+)", out).group(1)
-    p50 = re.search(r"50%\s+([\d.]+\w+)", out).group(1)
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, p50, p99, total, int(bad.group(1)) if bad else 0
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--links", type=int, default=10000)
@@ -84,11 +61,8 @@ def main():
     if not shutil.which("wrk"):
         print("SKIPPED: wrk not found (apt-get install wrk)")
         return 0
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    gazette = os.path.join(ROOT, "target", "release", "gazette")
-    work = tempfile.mkdtemp(prefix="gazette-clicks-")
-    shutil.copy(os.path.join(ROOT, "config.toml"), work)
-    shutil.copytree(os.path.join(ROOT, "sample"), os.path.join(work, "sample"))
+    gazette = release_gazette(ROOT)
+    work = sample_site(ROOT, "gazette-clicks-")
     port = free_port()
     env = dict(os.environ, GAZETTE_SECRET=SECRET, GAZETTE_SERVER__LISTEN=f"127.0.0.1:{port}", GAZETTE_LOG="warn")
     cfg = ["--config", os.path.join(work, "config.toml")]
@@ -101,20 +75,9 @@ def main():
                 f.write(click_path(position, f"bench{copy}") + "\n")
     with open(os.path.join(work, "get.lua"), "w") as f:
         f.write(LUA)
-    server = subprocess.Popen([gazette, *cfg, "serve"], env=env)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
-        ref = wrk(f"{base}/healthz", a.seconds)
-        got = wrk(base, a.seconds, os.path.join(work, "get.lua"), dict(os.environ, LINKS=os.path.join(work, "links.txt")))
-    finally:
-        server.terminate()
-        server.wait()
+    with serving([gazette, *cfg, "serve"], env, port) as base:
+        ref = wrk(f"{base}/healthz", a.seconds, CONNECTIONS)
+        got = wrk(base, a.seconds, CONNECTIONS, os.path.join(work, "get.lua"), dict(os.environ, LINKS=os.path.join(work, "links.txt")))
     db = sqlite3.connect(os.path.join(work, "gazette.db"))
     clicks, unique, automated = db.execute(
         "SELECT sum(clicks), count(*), sum(CASE WHEN automated = 1 THEN clicks ELSE 0 END) FROM clicks_seen"

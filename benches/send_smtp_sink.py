@@ -15,21 +15,13 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
+from loopback import free_port, release_gazette, sample_site
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def timed(cmd, env=None):
@@ -46,10 +38,8 @@ def timed(cmd, env=None):
 
 def run_gazette(gazette, port, subscribers, connections):
     """One fresh site with `subscribers` readers: returns (seconds, sent, message size, peak RSS KiB)."""
-    work = tempfile.mkdtemp(prefix="gazette-bench-")
+    work = sample_site(ROOT, "gazette-bench-")
     try:
-        shutil.copy(os.path.join(ROOT, "config.toml"), work)
-        shutil.copytree(os.path.join(ROOT, "sample"), os.path.join(work, "sample"))
         with open(os.path.join(work, "subscribers.csv"), "w") as f:
             f.write("email,name\n")
             for i in range(subscribers):
@@ -84,8 +74,7 @@ def main():
     if not (os.path.exists(sink) and os.path.exists(source)):
         print("SKIPPED: smtp-sink/smtp-source not found (apt-get install postfix)")
         return 0
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    gazette = os.path.join(ROOT, "target", "release", "gazette")
+    gazette = release_gazette(ROOT)
     port = free_port()
     user = ["-u", "nobody"] if os.geteuid() == 0 else []
     sink_proc = subprocess.Popen([sink, *user, f"127.0.0.1:{port}", "1024"])

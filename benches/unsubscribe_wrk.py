@@ -17,14 +17,12 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import time
+
+from loopback import free_port, release_gazette, sample_site, serving, wrk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "wrk-benchmark-secret-0123456789-0123456789"
@@ -50,26 +48,6 @@ def token(sub_id):
     return f"{sub_id}." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wrk(url, seconds, script=None, env=None):
-    cmd = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
-    if script:
-        cmd += ["-s", script]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True, env=env).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = re.search(r"99%\s+([\d.]+\w+)", out).group(1)
-    p50 = re.search(r"50%\s+([\d.]+\w+)", out).group(1)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, p50, p99, int(non2xx.group(1)) if non2xx else 0
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--subscribers", type=int, default=10000)
@@ -78,11 +56,8 @@ def main():
     if not shutil.which("wrk"):
         print("SKIPPED: wrk not found (apt-get install wrk)")
         return 0
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    gazette = os.path.join(ROOT, "target", "release", "gazette")
-    work = tempfile.mkdtemp(prefix="gazette-wrk-")
-    shutil.copy(os.path.join(ROOT, "config.toml"), work)
-    shutil.copytree(os.path.join(ROOT, "sample"), os.path.join(work, "sample"))
+    gazette = release_gazette(ROOT)
+    work = sample_site(ROOT, "gazette-wrk-")
     with open(os.path.join(work, "people.csv"), "w") as f:
         f.write("email,name\n")
         for i in range(a.subscribers):
@@ -98,29 +73,18 @@ def main():
         f.write("\n".join(token(i) for i in ids) + "\n")
     with open(os.path.join(work, "post.lua"), "w") as f:
         f.write(LUA)
-    server = subprocess.Popen([gazette, *cfg, "serve"], env=env)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
-        ref = wrk(f"{base}/healthz", a.seconds)
-        got = wrk(base, a.seconds, os.path.join(work, "post.lua"), dict(os.environ, TOKENS=os.path.join(work, "tokens.txt")))
-    finally:
-        server.terminate()
-        server.wait()
+    with serving([gazette, *cfg, "serve"], env, port) as base:
+        ref = wrk(f"{base}/healthz", a.seconds, 32)
+        got = wrk(base, a.seconds, 32, os.path.join(work, "post.lua"), dict(os.environ, TOKENS=os.path.join(work, "tokens.txt")))
     left = db.execute("SELECT count(*) FROM subscribers WHERE status = 'active'").fetchone()[0]
     events = db.execute("SELECT count(*) FROM unsubscribe_events WHERE method = 'one-click'").fetchone()[0]
     print(f"unsubscribe_wrk: {len(ids)} subscribers, wrk -t2 -c32 -d{a.seconds}s against gazette serve (release) on loopback")
-    print(f"  POST /u/TOKEN (one-click)  {got[0]:9.0f} req/s  p50 {got[1]}  p99 {got[2]}  non-2xx {got[3]}")
+    print(f"  POST /u/TOKEN (one-click)  {got[0]:9.0f} req/s  p50 {got[1]}  p99 {got[2]}  non-2xx {got[4]}")
     print(f"  GET /healthz (reference)   {ref[0]:9.0f} req/s  p50 {ref[1]}  p99 {ref[2]}")
     print(f"  ratio                      {got[0] / ref[0]:9.3f} × the reference")
     print(f"  afterwards: {len(ids) - left} of {len(ids)} unsubscribed, {events} one-click events")
     shutil.rmtree(work, ignore_errors=True)
-    return 0 if left == 0 and events == len(ids) and got[3] == 0 else 1
+    return 0 if left == 0 and events == len(ids) and got[4] == 0 else 1
 
 
 if __name__ == "__main__":

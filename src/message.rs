@@ -71,6 +71,8 @@ pub struct Letterhead {
 pub struct ClickLinks {
     /// `base_url` + `c/`.
     pub base: String,
+    /// The week, as every link names it.
+    week: String,
     /// The link names the subscriber (`[analytics] per_subscriber`), not just
     /// the copy.
     pub per_subscriber: bool,
@@ -81,7 +83,7 @@ pub struct ClickLinks {
 }
 
 impl ClickLinks {
-    fn new(config: &Config) -> Option<ClickLinks> {
+    fn new(config: &Config, week: IsoWeek) -> Option<ClickLinks> {
         config.analytics.clicks.then(|| {
             let mut copy_key = [0u8; 32];
             if getrandom::fill(&mut copy_key).is_err() {
@@ -89,6 +91,7 @@ impl ClickLinks {
             }
             ClickLinks {
                 base: format!("{}c/", config.newsletter.base_url),
+                week: week.to_string(),
                 per_subscriber: config.analytics.per_subscriber,
                 copy_key,
             }
@@ -114,15 +117,13 @@ impl ClickLinks {
     fn links(
         &self,
         signer: &Signer,
-        week: IsoWeek,
         stories: usize,
         subscriber_id: i64,
         message_id: &str,
     ) -> Vec<String> {
         let copy = self.copy(subscriber_id, message_id);
-        let week = week.to_string();
         (0..stories)
-            .map(|n| format!("{}{}", self.base, signer.click_id(&week, n, &copy)))
+            .map(|n| format!("{}{}", self.base, signer.click_id(&self.week, n, &copy)))
             .collect()
     }
 }
@@ -192,7 +193,7 @@ impl Letterhead {
                 .feedback_id
                 .as_ref()
                 .map(|f| f.replace("{week}", &week.to_string())),
-            clicks: ClickLinks::new(config),
+            clicks: ClickLinks::new(config, week),
         })
     }
 
@@ -474,7 +475,7 @@ fn build_with(
     let unsubscribe_url = head.unsubscribe_url(&token);
     let data_url = format!("{}{}", head.data_base, signer.data_token(to.id));
     let story_links = match &head.clicks {
-        Some(clicks) => clicks.links(signer, head.week, links.len(), to.id, &message_id),
+        Some(clicks) => clicks.links(signer, links.len(), to.id, &message_id),
         None => links.to_vec(),
     };
     let personal = Personal {

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::mailserver::{Faults, MailServer};
 use crate::serving::{Serving, SECRET};
-use crate::util::{fixture, stderr, Site, NOW};
+use crate::util::{fixture, Site, NOW};
 
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
@@ -123,18 +123,8 @@ fn sent_site(mail: &MailServer, extra: &str) -> Site {
         ),
     );
     site.import_people("person", 5);
-    send_w06(&site);
+    site.ok_signed(&["run", "--week", "2026-W06"], SECRET);
     site
-}
-
-/// `run --week 2026-W06` with the secret the server checks links with.
-fn send_w06(site: &Site) {
-    let out = site
-        .command(&["run", "--week", "2026-W06"])
-        .env("GAZETTE_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
@@ -319,12 +309,7 @@ fn the_report_adds_up_refusals_bounces_unsubscribes_and_clicks() {
         .replace("{MESSAGE_ID}", &format!("<{}>", m.message_id().unwrap()))
         .replace("{EMAIL}", "person2@example.com");
     std::fs::write(site.path("dsn.eml"), dsn).unwrap();
-    let out = site
-        .command(&["bounces", "import", "dsn.eml"])
-        .env("GAZETTE_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    site.ok_signed(&["bounces", "import", "dsn.eml"], SECRET);
     // person5 by the one-click link, person3 from the command line.
     let server = Serving::start(&site, &[], NOW);
     let http = client();
@@ -561,7 +546,7 @@ fn clicks_on_a_topic_lift_its_next_story_and_explain_says_why() {
         ),
     );
     site.import_people("person", 10);
-    send_w06(&site);
+    site.ok_signed(&["run", "--week", "2026-W06"], SECRET);
     let explain = |site: &Site| site.ok(&["explain", "--week", "2026-W07"]);
     let first = |text: &str| {
         text.lines()

@@ -207,15 +207,7 @@ pub fn the_desk_in_a_browser_pins_writes_the_intro_and_approves() {
     site.import_people("reader", 2);
     site.ok(&["fetch"]);
     let outbox = site.path("digests/2026-W06/outbox");
-    let run = || {
-        let out = site
-            .command(&["run", "--week", "2026-W06"])
-            .env("GAZETTE_SECRET", SECRET)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = || site.ok_signed(&["run", "--week", "2026-W06"], SECRET);
     assert!(run().contains("waiting for an editor's approval"));
     assert!(!outbox.exists(), "nothing sent before approval");
 

@@ -627,6 +627,16 @@ fn deliveries_that_run_out_of_attempts_fail_and_the_exit_code_says_so() {
     );
 }
 
+/// The send stopped (exit 1) because the server refused 20 messages in a row.
+fn stopped_after_twenty_refusals(out: &Output) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    assert!(
+        stderr(out).contains("refused 20 messages in a row"),
+        "{}",
+        stderr(out)
+    );
+}
+
 /// 20 permanent refusals in a row are a configuration problem, not bad
 /// addresses: the send stops (exit 1) and leaves the rest pending.
 #[test]
@@ -637,12 +647,7 @@ fn twenty_refusals_in_a_row_stop_the_send() {
     });
     let site = site(&server.url(), 40, "concurrency = 1\n");
     let out = send(&site, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("refused 20 messages in a row"),
-        "{}",
-        stderr(&out)
-    );
+    stopped_after_twenty_refusals(&out);
     assert_eq!(
         site.count("SELECT count(*) FROM deliveries WHERE state = 'failed'"),
         20
@@ -678,12 +683,7 @@ fn refusals_at_the_end_of_pipelined_data_stop_the_send_and_lose_no_delivery() {
         .env("GAZETTE_SMTP__TIMEOUT_SECS", "1")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("refused 20 messages in a row"),
-        "{}",
-        stderr(&out)
-    );
+    stopped_after_twenty_refusals(&out);
     assert_eq!(
         site.count("SELECT count(*) FROM deliveries WHERE state IN ('sending', 'uncertain')"),
         0,

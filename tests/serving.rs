@@ -102,12 +102,7 @@ pub fn sent_site(n: usize, extra: &str) -> Site {
     let feed = fixture("site.rss");
     let site = Site::new(&[feed.to_str().unwrap()], extra);
     site.import_people("person", n);
-    let out = site
-        .command(&["run", "--week", "2026-W06"])
-        .env("GAZETTE_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    site.ok_signed(&["run", "--week", "2026-W06"], SECRET);
     site
 }
 
@@ -950,15 +945,7 @@ fn the_desk_edits_approves_and_cron_waits_for_the_approval() {
     );
     site.import_people("person", 2);
     site.ok(&["fetch"]);
-    let run = || {
-        let out = site
-            .command(&["run", "--week", "2026-W06"])
-            .env("GAZETTE_SECRET", SECRET)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = || site.ok_signed(&["run", "--week", "2026-W06"], SECRET);
     // Cron before approval: nothing sent, and it says why; nor does `send`.
     assert!(run().contains("waiting for an editor's approval"));
     let out = site

@@ -117,14 +117,18 @@ impl Site {
 
     /// Runs and insists on success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "gazette {args:?} failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.run(args))
+    }
+
+    /// [`Site::ok`] with `GAZETTE_SECRET` set: the commands that sign links in
+    /// mail a server then checks.
+    pub fn ok_signed(&self, args: &[&str], secret: &str) -> String {
+        let out = self
+            .command(args)
+            .env("GAZETTE_SECRET", secret)
+            .output()
+            .unwrap();
+        succeeded(args, out)
     }
 
     /// Imports `<prefix>1@example.com` … `<prefix><n>@example.com` (named
@@ -167,6 +171,17 @@ impl Site {
             std::fs::read_to_string(self.path(&format!("digests/{week}/digest.json"))).unwrap();
         serde_json::from_str(&text).unwrap()
     }
+}
+
+/// The stdout of a run that must have succeeded.
+fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "gazette {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub fn stderr(out: &Output) -> String {
